@@ -1,0 +1,88 @@
+"""Task runner. ``nox`` alone runs the tests, lint and type check (what CI runs)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+
+MOSQUITTO_HINT = (
+    "mosquitto (the MQTT broker the tests run against) is not installed.\n"
+    "Install it with:  sudo apt-get install -y mosquitto   (Debian/Ubuntu)\n"
+    "             or:  brew install mosquitto              (macOS)"
+)
+
+
+def find_mosquitto() -> str | None:
+    """Return the mosquitto binary, looking in sbin folders that are often not on PATH."""
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    for folder in ("/usr/sbin", "/usr/local/sbin", "/opt/homebrew/sbin"):
+        candidate = os.path.join(folder, "mosquitto")
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def ensure_mosquitto(session: nox.Session) -> None:
+    """Install mosquitto with apt when it is missing and we are root; otherwise explain."""
+    if find_mosquitto():
+        return
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        session.run("apt-get", "update", "-qq", external=True)
+        session.run("apt-get", "install", "-y", "-qq", "mosquitto", external=True)
+        if find_mosquitto():
+            return
+    session.error(MOSQUITTO_HINT)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole test suite against private mosquitto brokers."""
+    ensure_mosquitto(session)
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff")
+    session.run("ruff", "check", "trio_mqtt", "tests", "bench", "noxfile.py")
+    session.run("ruff", "format", "--check", "trio_mqtt", "tests", "bench", "noxfile.py")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on the package."""
+    session.install("-e", ".[test]", "mypy")
+    session.run("mypy", "--strict", "trio_mqtt")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the Sphinx docs; any warning is an error."""
+    session.install("-e", ".[docs]")
+    session.run("sphinx-build", "-W", "--keep-going", "-n", "-b", "html", "docs", "docs/_build/html")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks against peer libraries, side by side in one run."""
+    ensure_mosquitto(session)
+    session.install("-e", ".", "-r", "bench/requirements.txt")
+    session.run("python", "bench/run.py", *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The main job: a publish/subscribe round trip through a broker (started if needed)."""
+    ensure_mosquitto(session)
+    session.install("-e", ".")
+    session.run("trio-mqtt", "demo", *session.posargs)

@@ -1,0 +1,123 @@
+"""Events the session state machine reports to the layer above.
+
+Every packet received becomes :class:`Incoming` (a QoS 2 PUBLISH the broker re-sends for a
+packet id we still hold is the one exception: it is answered but not delivered twice). Every
+packet sent becomes :class:`Outgoing`. Requests that were given a ``tag`` report their outcome
+once with a ``*Done`` event carrying that tag, which is how the Trio layer wakes a caller that
+awaits the broker's answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from ._packets import NO_PROPERTIES, Packet, PacketType, Properties, Publish
+
+__all__ = [
+    "Event",
+    "Incoming",
+    "Outgoing",
+    "PublishDone",
+    "PublishDropped",
+    "SessionLost",
+    "SubscribeDone",
+    "UnsubscribeDone",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A packet arrived from the broker (aliased topics already resolved)."""
+
+    packet: Packet
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A packet was handed to the transport."""
+
+    packet: Packet
+
+    @property
+    def type(self) -> PacketType:
+        """The packet's control packet type."""
+        from ._packets import PACKET_TYPES
+
+        return PACKET_TYPES[type(self.packet)]
+
+    @property
+    def packet_id(self) -> int:
+        """The packet identifier, or 0 for packets without one."""
+        return getattr(self.packet, "packet_id", 0)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishDone:
+    """A tagged publish finished: QoS 0 written, QoS 1 PUBACK, QoS 2 PUBCOMP or failing PUBREC.
+
+    ``reason_code`` is the broker's (always 0 for MQTT 3.1.1 and QoS 0); codes of 0x80 and
+    above mean the broker refused the message.
+    """
+
+    tag: object
+    packet_id: int
+    reason_code: int = 0
+    properties: Properties = NO_PROPERTIES
+
+
+@dataclass(frozen=True, slots=True)
+class PublishDropped:
+    """A QoS 1/2 publish was given up after the broker lost the session (drop policy)."""
+
+    tag: object
+    publish: Publish
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeDone:
+    """A tagged SUBSCRIBE was answered; one reason code (granted QoS or failure) per filter."""
+
+    tag: object
+    packet_id: int
+    reason_codes: tuple[int, ...]
+    properties: Properties = NO_PROPERTIES
+
+
+@dataclass(frozen=True, slots=True)
+class UnsubscribeDone:
+    """A tagged UNSUBSCRIBE was answered (MQTT 3.1.1 brokers give no reason codes)."""
+
+    tag: object
+    packet_id: int
+    reason_codes: tuple[int, ...]
+    properties: Properties = NO_PROPERTIES
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLost:
+    """The broker answered a reconnect with session present = 0 while we held session state.
+
+    Attributes:
+        resent: QoS 1/2 publishes sent again as new messages (new packet ids).
+        dropped: publishes given up (``resend_on_session_loss=False``); each also got a
+            :class:`PublishDropped`.
+        completed: QoS 2 publishes already acknowledged by PUBREC, taken as delivered.
+        resubscribed: topic filters subscribed again (``restore_subscriptions=True``).
+    """
+
+    resent: int
+    dropped: int
+    completed: int
+    resubscribed: int
+
+
+Event: TypeAlias = (
+    Incoming
+    | Outgoing
+    | PublishDone
+    | PublishDropped
+    | SubscribeDone
+    | UnsubscribeDone
+    | SessionLost
+)
