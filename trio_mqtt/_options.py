@@ -1,0 +1,285 @@
+"""User-facing connection options, validated when they are built.
+
+:class:`MqttOptions` follows rumqttc's ``MqttOptions`` (names and defaults where they make sense
+in Python) and turns into the sans-IO :class:`~trio_mqtt.sansio.SessionConfig` the state machine
+runs on. Every check happens in ``__post_init__``, so a bad option fails where it is written,
+not minutes later on a reconnect.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ._core._config import Authenticator, SessionConfig
+from ._core._errors import InvalidOptionError, InvalidTopicError
+from ._core._packets import Properties, ProtocolVersion, Will
+from ._core._topics import validate_topic
+from ._transports import TcpTransport, Transport
+
+__all__ = ["MqttOptions", "ReconnectPolicy"]
+
+MAX_PACKET_SIZE = 268_435_460  # 1 + 4 bytes of fixed header + 268,435,455
+DEFAULT_MAX_PACKET_SIZE = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ReconnectPolicy:
+    """Automatic reconnection with exponential backoff and jitter.
+
+    The n-th consecutive attempt (n = 0, 1, ...) waits
+    ``min(max_delay, initial_delay * multiplier**n)``, scaled by a random factor in
+    ``[1 - jitter, 1]`` so that many clients cut off together do not return together.
+    A successful CONNACK resets the count.
+
+    Attributes:
+        initial_delay: seconds before the first retry.
+        max_delay: ceiling of the delay in seconds.
+        multiplier: growth factor per failed attempt.
+        jitter: fraction (0..1) of the delay that is randomised.
+        max_attempts: give up (the error propagates) after this many consecutive failures;
+            ``None`` retries forever.
+    """
+
+    initial_delay: float = 0.1
+    max_delay: float = 30.0
+    multiplier: float = 2.0
+    jitter: float = 0.5
+    max_attempts: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.initial_delay < 0 or self.max_delay < self.initial_delay:
+            raise InvalidOptionError("need 0 <= initial_delay <= max_delay")
+        if self.multiplier < 1:
+            raise InvalidOptionError("multiplier must be >= 1")
+        if not 0 <= self.jitter <= 1:
+            raise InvalidOptionError("jitter must be between 0 and 1")
+        if self.max_attempts is not None and self.max_attempts < 1:
+            raise InvalidOptionError("max_attempts must be >= 1 or None")
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait before consecutive attempt number ``attempt`` (0-based)."""
+        base = min(self.max_delay, self.initial_delay * self.multiplier ** min(attempt, 64))
+        factor = 1.0 - self.jitter * (rng or random).random()
+        return base * factor
+
+
+def _check_range(name: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise InvalidOptionError(f"{name} must be between {low:g} and {high:g}, got {value!r}")
+
+
+def _check_utf8(name: str, value: str) -> None:
+    try:
+        encoded = value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidOptionError(f"{name} is not valid UTF-8") from None
+    if len(encoded) > 65535 or "\x00" in value:
+        raise InvalidOptionError(f"{name} must be at most 65,535 UTF-8 bytes without U+0000")
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class MqttOptions:
+    """Everything needed to connect and run a session.
+
+    Args:
+        client_id: the client identifier. ``""`` asks the broker to assign one (needs a clean
+            session in MQTT 3.1.1; an MQTT 5 broker's assigned identifier is adopted).
+        host: broker host name or address (ignored by the Unix socket transport).
+        port: broker port.
+        keep_alive: seconds; a PINGREQ goes out after this much outbound silence (0 = never).
+        ping_timeout: seconds to wait for PINGRESP before the link counts as dead; ``None``
+            means ``min(keep_alive, 30)``.
+        clean_start: MQTT 3.1.1 clean session / MQTT 5 clean start, sent on every CONNECT.
+        username: user name for the broker.
+        password: password (``str`` is UTF-8 encoded); never appears in ``repr`` or logs.
+        will: last will message, published by the broker if we vanish without DISCONNECT.
+        protocol_version: :attr:`ProtocolVersion.V311` (default) or :attr:`ProtocolVersion.V5`.
+        inflight: outgoing window: QoS 1/2 publishes awaiting acknowledgement at once.
+        request_capacity: requests (publish, subscribe, ...) that may queue in the client
+            channel before callers block.
+        max_incoming_packet_size: largest packet accepted from the broker (bytes); larger ones
+            end the connection with a protocol error. Default 1 MiB.
+        max_outgoing_packet_size: largest packet we send; publishing something bigger raises
+            :class:`PacketTooLargeError` at once. Default 1 MiB.
+        connect_timeout: seconds allowed for opening the transport and receiving CONNACK.
+        manual_acks: the application acknowledges incoming QoS 1/2 publishes with
+            :meth:`Client.ack`.
+        session_expiry_interval: MQTT 5 session expiry in seconds (``None`` = not sent, which
+            means 0: the session ends with the connection).
+        receive_maximum: MQTT 5 incoming window we advertise (``None`` = 65,535).
+        topic_alias_maximum: MQTT 5 topic aliases we accept from the broker.
+        outgoing_topic_aliases: assign MQTT 5 topic aliases to outgoing publishes.
+        user_properties: MQTT 5 user properties sent with CONNECT.
+        request_response_information: MQTT 5: ask the broker for response information.
+        request_problem_information: MQTT 5: let the broker send reason strings (default on).
+        authenticator: MQTT 5 enhanced authentication.
+        resend_on_session_loss: after the broker lost the session, send unacknowledged QoS 1/2
+            publishes again as new messages (default) instead of dropping and reporting them.
+        restore_subscriptions: after the broker lost the session, subscribe again.
+        reconnect: reconnect automatically with this policy (``None`` = never by itself;
+            calling :meth:`MqttConnection.poll` again after an error still reconnects).
+        transport: how to reach the broker (TCP by default).
+    """
+
+    client_id: str
+    host: str = "localhost"
+    port: int = 1883
+    keep_alive: int = 60
+    ping_timeout: float | None = None
+    clean_start: bool = True
+    username: str | None = None
+    password: str | bytes | None = None
+    will: Will | None = None
+    protocol_version: ProtocolVersion = ProtocolVersion.V311
+    inflight: int = 100
+    request_capacity: int = 10
+    max_incoming_packet_size: int = DEFAULT_MAX_PACKET_SIZE
+    max_outgoing_packet_size: int = DEFAULT_MAX_PACKET_SIZE
+    connect_timeout: float = 5.0
+    manual_acks: bool = False
+    session_expiry_interval: int | None = None
+    receive_maximum: int | None = None
+    topic_alias_maximum: int = 0
+    outgoing_topic_aliases: bool = False
+    user_properties: Sequence[tuple[str, str]] = ()
+    request_response_information: bool = False
+    request_problem_information: bool = True
+    authenticator: Authenticator | None = None
+    resend_on_session_loss: bool = True
+    restore_subscriptions: bool = True
+    reconnect: ReconnectPolicy | None = None
+    transport: Transport = field(default_factory=TcpTransport)
+
+    def __post_init__(self) -> None:
+        try:
+            version = ProtocolVersion(self.protocol_version)
+        except ValueError:
+            raise InvalidOptionError(
+                f"protocol_version must be 4 (MQTT 3.1.1) or 5 (MQTT 5.0), "
+                f"got {self.protocol_version!r}"
+            ) from None
+        object.__setattr__(self, "protocol_version", version)
+        v5 = version is ProtocolVersion.V5
+        _check_utf8("client_id", self.client_id)
+        if not self.client_id and not self.clean_start and not v5:
+            raise InvalidOptionError(
+                "an empty client_id needs clean_start=True in MQTT 3.1.1 (MQTT-3.1.3-7)"
+            )
+        if not isinstance(self.host, str) or not self.host:
+            raise InvalidOptionError("host must be a non-empty string")
+        _check_range("port", self.port, 0, 65535)
+        _check_range("keep_alive", self.keep_alive, 0, 65535)
+        if self.ping_timeout is not None and self.ping_timeout <= 0:
+            raise InvalidOptionError("ping_timeout must be positive")
+        if self.username is not None:
+            _check_utf8("username", self.username)
+        if self.password is not None and self.username is None and not v5:
+            raise InvalidOptionError("MQTT 3.1.1 needs a username to send a password")
+        if isinstance(self.password, str):
+            object.__setattr__(self, "password", self.password.encode("utf-8"))
+        if self.password is not None and len(self.password) > 65535:
+            raise InvalidOptionError("password must be at most 65,535 bytes")
+        if self.will is not None:
+            try:
+                validate_topic(self.will.topic)
+            except InvalidTopicError as exc:
+                raise InvalidOptionError(f"will topic: {exc}") from None
+            if self.will.qos not in (0, 1, 2):
+                raise InvalidOptionError("will qos must be 0, 1 or 2")
+        _check_range("inflight", self.inflight, 1, 65000)
+        _check_range("request_capacity", self.request_capacity, 1, 1_000_000)
+        _check_range("max_incoming_packet_size", self.max_incoming_packet_size, 16, MAX_PACKET_SIZE)
+        _check_range("max_outgoing_packet_size", self.max_outgoing_packet_size, 16, MAX_PACKET_SIZE)
+        if not self.connect_timeout > 0:
+            raise InvalidOptionError("connect_timeout must be positive")
+        if self.session_expiry_interval is not None:
+            _check_range("session_expiry_interval", self.session_expiry_interval, 0, 2**32 - 1)
+        if self.receive_maximum is not None:
+            _check_range("receive_maximum", self.receive_maximum, 1, 65535)
+        _check_range("topic_alias_maximum", self.topic_alias_maximum, 0, 65535)
+        object.__setattr__(self, "user_properties", tuple(self.user_properties))
+        for key, value in self.user_properties:
+            _check_utf8("user property name", key)
+            _check_utf8("user property value", value)
+        if not v5:
+            v5_only = {
+                "session_expiry_interval": self.session_expiry_interval is not None,
+                "receive_maximum": self.receive_maximum is not None,
+                "topic_alias_maximum": self.topic_alias_maximum != 0,
+                "outgoing_topic_aliases": self.outgoing_topic_aliases,
+                "user_properties": bool(self.user_properties),
+                "request_response_information": self.request_response_information,
+                "authenticator": self.authenticator is not None,
+            }
+            used = [name for name, is_set in v5_only.items() if is_set]
+            if used:
+                raise InvalidOptionError(
+                    f"{', '.join(used)} need protocol_version=ProtocolVersion.V5"
+                )
+        if not isinstance(self.transport, Transport):
+            raise InvalidOptionError("transport must have an async open_stream() method")
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{name}={'<hidden>' if name == 'password' and value is not None else repr(value)}"
+            for name, value in self._fields().items()
+        )
+        return f"MqttOptions({shown})"
+
+    def _fields(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+    def replace(self, **changes: Any) -> MqttOptions:
+        """A copy with some options changed (validated again)."""
+        return replace(self, **changes)
+
+    @property
+    def clean_session(self) -> bool:
+        """MQTT 3.1.1 name of :attr:`clean_start`."""
+        return self.clean_start
+
+    @property
+    def effective_ping_timeout(self) -> float:
+        """The PINGRESP wait in seconds actually used."""
+        if self.ping_timeout is not None:
+            return self.ping_timeout
+        return float(min(self.keep_alive, 30)) if self.keep_alive else 30.0
+
+    def session_config(self) -> SessionConfig:
+        """The sans-IO session settings these options describe."""
+        props = Properties()
+        if self.protocol_version is ProtocolVersion.V5:
+            props = Properties(
+                session_expiry_interval=self.session_expiry_interval,
+                user_properties=tuple(self.user_properties),
+                request_response_information=1 if self.request_response_information else None,
+                request_problem_information=None if self.request_problem_information else 0,
+            )
+        password = self.password
+        assert password is None or isinstance(password, bytes)
+        return SessionConfig(
+            client_id=self.client_id,
+            protocol_version=self.protocol_version,
+            keep_alive=self.keep_alive,
+            ping_timeout=self.effective_ping_timeout,
+            clean_start=self.clean_start,
+            username=self.username,
+            password=password,
+            will=self.will,
+            connect_properties=props,
+            inflight=self.inflight,
+            receive_maximum=self.receive_maximum or 65535,
+            max_incoming_packet_size=self.max_incoming_packet_size,
+            max_outgoing_packet_size=self.max_outgoing_packet_size,
+            topic_alias_maximum=self.topic_alias_maximum,
+            outgoing_topic_aliases=self.outgoing_topic_aliases,
+            manual_acks=self.manual_acks,
+            resend_on_session_loss=self.resend_on_session_loss,
+            restore_subscriptions=self.restore_subscriptions,
+            authenticator=self.authenticator,
+        )
+
+
