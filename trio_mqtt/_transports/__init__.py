@@ -2,7 +2,39 @@
 
 from __future__ import annotations
 
-from ._base import Transport as Transport
+from ._base import StreamLayer as StreamLayer, Transport as Transport
+from ._errors import (
+    CertificateVerificationError as CertificateVerificationError,
+    ProxyError as ProxyError,
+    TlsConfigurationError as TlsConfigurationError,
+    TlsError as TlsError,
+    WebSocketError as WebSocketError,
+    translate_stream_error as translate_stream_error,
+)
+from ._proxy import HttpProxy as HttpProxy
 from ._tcp import TcpTransport as TcpTransport
+from ._tls import TlsTransport as TlsTransport
+from ._unix import UnixSocketTransport as UnixSocketTransport
+from ._websocket import (
+    WebSocketRequest as WebSocketRequest,
+    WebSocketStream as WebSocketStream,
+    WebSocketTransport as WebSocketTransport,
+)
 
-__all__ = ["TcpTransport", "Transport"]
+__all__ = [
+    "CertificateVerificationError",
+    "HttpProxy",
+    "ProxyError",
+    "StreamLayer",
+    "TcpTransport",
+    "TlsConfigurationError",
+    "TlsError",
+    "TlsTransport",
+    "Transport",
+    "UnixSocketTransport",
+    "WebSocketError",
+    "WebSocketRequest",
+    "WebSocketStream",
+    "WebSocketTransport",
+    "translate_stream_error",
+]

@@ -1,0 +1,132 @@
+"""Typed transport failures, and the one place where trio/ssl/OS errors become them.
+
+Every class here derives from :class:`~trio_mqtt.TransportError`, itself a
+:class:`~trio_mqtt.ConnectionLost`, so code that handles "the network went away" keeps working
+whatever the transport. The subclasses say *why* in a way a program can test: a certificate the
+client refused, a TLS set-up that could not be loaded, a WebSocket upgrade or an HTTP proxy that
+said no.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+import trio
+
+from .._core._errors import TransportError
+
+__all__ = [
+    "CertificateVerificationError",
+    "ProxyError",
+    "TlsConfigurationError",
+    "TlsError",
+    "WebSocketError",
+    "translate_stream_error",
+]
+
+
+class TlsError(TransportError):
+    """The TLS handshake or the TLS session failed.
+
+    Raised as is when the failure is not about our view of the server certificate, for example
+    when the broker refused our client certificate or no protocol version was shared.
+    """
+
+
+class CertificateVerificationError(TlsError):
+    """We refused the server's certificate: untrusted issuer, expired, or wrong host name.
+
+    Attributes:
+        verify_code: OpenSSL's verification result code (``0`` when the host name was the
+            problem).
+        verify_message: OpenSSL's description, such as ``"Hostname mismatch, certificate is not
+            valid for 'example.com'."`` or ``"self-signed certificate in certificate chain"``.
+    """
+
+    def __init__(self, message: str, *, verify_code: int, verify_message: str) -> None:
+        super().__init__(message)
+        self.verify_code = verify_code
+        self.verify_message = verify_message
+
+
+class TlsConfigurationError(TlsError):
+    """The CA bundle, client certificate or private key could not be loaded.
+
+    Retrying cannot help until the files or options are fixed. The message names the file or
+    option and the cause (missing file, wrong key password, key that does not match the
+    certificate, unparsable PEM).
+    """
+
+
+class WebSocketError(TransportError):
+    """The WebSocket upgrade was refused or the WebSocket layer failed.
+
+    Attributes:
+        status_code: the HTTP status of a refused upgrade, or ``None``.
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class ProxyError(TransportError):
+    """The HTTP proxy could not be reached or refused the ``CONNECT`` tunnel.
+
+    Attributes:
+        status_code: the proxy's HTTP status (``407`` means proxy authentication is required
+            or was wrong), or ``None`` when no answer arrived.
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+def _ssl_reason(exc: BaseException) -> ssl.SSLError | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def translate_stream_error(exc: BaseException, where: str) -> TransportError:
+    """Turn an error raised by a Trio stream (or the OS below it) into a :class:`TransportError`.
+
+    This is the single seam where trio, ssl and OS exceptions become trio-mqtt exceptions; the
+    event loop can call it for failures of an open stream too (a broker that rejects our client
+    certificate under TLS 1.3 says so only on the first read after the handshake).
+
+    Args:
+        exc: the exception caught from a stream operation.
+        where: a short description of the peer or the step, used in the message
+            (``"TLS handshake with broker.example:8883"``).
+
+    Returns:
+        The most specific :class:`TransportError` subclass; the caller raises it ``from exc``.
+    """
+    if isinstance(exc, TransportError):
+        return exc
+    reason = _ssl_reason(exc)
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        code = reason.verify_code
+        message = reason.verify_message or str(reason)
+        return CertificateVerificationError(
+            f"{where}: server certificate rejected: {message}",
+            verify_code=code,
+            verify_message=message,
+        )
+    if reason is not None:
+        detail = reason.reason or str(reason)
+        return TlsError(f"{where}: TLS failure: {detail.replace('_', ' ').lower()} ({reason})")
+    if isinstance(exc, trio.ClosedResourceError):
+        return TransportError(f"{where}: stream already closed")
+    if isinstance(exc, trio.BrokenResourceError):
+        cause = exc.__cause__
+        detail = f": {cause}" if cause is not None else ""
+        return TransportError(f"{where}: connection broken{detail}")
+    return TransportError(f"{where}: {exc}")

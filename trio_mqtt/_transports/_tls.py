@@ -1,0 +1,189 @@
+"""TLS transport on the standard library's ``ssl`` module and ``trio.SSLStream``.
+
+Theory of operation: the options describe an ``ssl.SSLContext``; building it reads files (CA
+bundle, certificate chain, key) and may run a key-derivation for an encrypted key, so it happens
+in a worker thread, never on the event loop, once per connection attempt (a rotated certificate
+is picked up by the next reconnect). The handshake runs eagerly inside :meth:`open_stream` so that
+a certificate problem surfaces there as a typed error rather than on the first read. Verification
+and host name checking are on unless an option whose name starts with ``dangerously_`` says
+otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import trio
+
+from .._core._errors import InvalidOptionError
+from ._errors import TlsConfigurationError, translate_stream_error
+from ._tcp import TcpTransport
+
+__all__ = ["TlsTransport"]
+
+
+def _describe_load_error(what: str, path: str | None, exc: BaseException) -> str:
+    target = f"{what} {path!r}" if path else what
+    if isinstance(exc, FileNotFoundError):
+        return f"{target} not found"
+    if isinstance(exc, PermissionError):
+        return f"{target} is not readable (permission denied)"
+    if isinstance(exc, ssl.SSLError):
+        reason = exc.reason or ""
+        if "BAD_DECRYPT" in reason or "BAD_PASSWORD" in reason.upper():
+            return f"{target}: wrong password for the private key ({exc})"
+        if "KEY_VALUES_MISMATCH" in reason:
+            return f"{target}: the private key does not match the certificate ({exc})"
+        if "NO_START_LINE" in reason or "PEM" in reason:
+            return f"{target}: not a PEM certificate/key or unreadable ({exc})"
+        return f"{target}: {exc}"
+    return f"{target}: {exc}"
+
+
+@dataclass(frozen=True, slots=True)
+class TlsTransport:
+    """MQTT over TLS (``mqtts``), by default on port 8883.
+
+    Either give a ready ``ssl_context`` (used exactly as it is), or let the simple options
+    describe one. With no options at all, the system's trusted CAs verify the broker.
+
+    Attributes:
+        ssl_context: a complete client context; excludes every option below except
+            ``server_hostname`` and ``tcp``.
+        ca_file: PEM file of the CAs that may sign the broker's certificate (replaces the
+            system store).
+        ca_data: the same as PEM text (or DER bytes), for certificates kept in memory.
+        cert_file: PEM file of our client certificate chain, for mutual TLS.
+        key_file: PEM file of its private key (``None`` if it is inside ``cert_file``).
+        key_password: password of an encrypted private key.
+        alpn_protocols: protocols to offer with ALPN, e.g. ``("x-amzn-mqtt-ca",)`` to reach
+            AWS IoT on port 443.
+        server_hostname: name to check the certificate against and send as SNI, when it
+            differs from the host we connect to (e.g. connecting by IP address).
+        dangerously_disable_verification: accept any certificate from anyone. This removes
+            the protection TLS exists for; use it only against a throw-away test broker.
+        dangerously_skip_hostname_check: verify the certificate chain but accept it for any
+            host name.
+        tcp: TCP options of the underlying connection.
+    """
+
+    ssl_context: ssl.SSLContext | None = field(default=None, compare=False)
+    ca_file: str | os.PathLike[str] | None = None
+    ca_data: str | bytes | None = None
+    cert_file: str | os.PathLike[str] | None = None
+    key_file: str | os.PathLike[str] | None = None
+    key_password: str | bytes | None = field(default=None, repr=False)
+    alpn_protocols: Sequence[str] = ()
+    server_hostname: str | None = None
+    dangerously_disable_verification: bool = False
+    dangerously_skip_hostname_check: bool = False
+    tcp: TcpTransport = field(default_factory=TcpTransport)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "alpn_protocols", tuple(self.alpn_protocols))
+        for protocol in self.alpn_protocols:
+            if not isinstance(protocol, str) or not 0 < len(protocol.encode()) < 256:
+                raise InvalidOptionError(f"invalid ALPN protocol name {protocol!r}")
+        if self.ssl_context is not None:
+            simple = {
+                "ca_file": self.ca_file,
+                "ca_data": self.ca_data,
+                "cert_file": self.cert_file,
+                "key_file": self.key_file,
+                "key_password": self.key_password,
+                "alpn_protocols": self.alpn_protocols or None,
+                "dangerously_disable_verification": self.dangerously_disable_verification or None,
+                "dangerously_skip_hostname_check": self.dangerously_skip_hostname_check or None,
+            }
+            used = [name for name, value in simple.items() if value is not None]
+            if used:
+                raise InvalidOptionError(
+                    f"ssl_context excludes {', '.join(used)}: configure the context instead"
+                )
+            if not isinstance(self.ssl_context, ssl.SSLContext):
+                raise InvalidOptionError("ssl_context must be an ssl.SSLContext")
+        if self.key_file is not None and self.cert_file is None:
+            raise InvalidOptionError("key_file needs cert_file")
+        if self.key_password is not None and self.cert_file is None:
+            raise InvalidOptionError("key_password needs cert_file")
+
+    def build_context(self) -> ssl.SSLContext:
+        """Build the ``ssl.SSLContext`` these options describe (blocking: reads files).
+
+        :meth:`open_stream` calls this in a worker thread; call it yourself only off the event
+        loop (for example with ``trio.to_thread.run_sync``).
+
+        Raises:
+            TlsConfigurationError: a file is missing or unreadable, a PEM is malformed, the key
+                password is wrong or the key does not match the certificate.
+        """
+        if self.ssl_context is not None:
+            return self.ssl_context
+        # Given CAs replace the system store; without them the system's CAs are loaded.
+        try:
+            context = ssl.create_default_context(cafile=self.ca_file, cadata=self.ca_data)
+        except (OSError, ValueError) as exc:
+            what = "CA file" if self.ca_file is not None else "ca_data"
+            path = os.fspath(self.ca_file) if self.ca_file is not None else None
+            raise TlsConfigurationError(_describe_load_error(what, path, exc)) from exc
+        if self.cert_file is not None:
+            try:
+                context.load_cert_chain(self.cert_file, self.key_file, self.key_password)
+            except (OSError, ValueError) as exc:
+                raise TlsConfigurationError(
+                    _describe_load_error("client certificate/key", os.fspath(self.cert_file), exc)
+                ) from exc
+        if self.alpn_protocols:
+            context.set_alpn_protocols(list(self.alpn_protocols))
+        if self.dangerously_disable_verification:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        elif self.dangerously_skip_hostname_check:
+            context.check_hostname = False
+        return context
+
+    async def open_stream(
+        self, host: str, port: int, *, max_packet_size: int = 0
+    ) -> trio.abc.Stream:
+        """Connect over TCP and complete the TLS handshake.
+
+        Raises:
+            TlsConfigurationError: the certificates or key could not be loaded.
+            CertificateVerificationError: we refused the broker's certificate (untrusted,
+                expired, host name mismatch).
+            TlsError: any other handshake failure (e.g. the broker refused our certificate).
+            TransportError: the TCP connection failed.
+        """
+        context = await trio.to_thread.run_sync(self.build_context)
+        tcp = await self.tcp.open_stream(host, port, max_packet_size=max_packet_size)
+        return await self._handshake(tcp, context, host, port)
+
+    async def wrap_stream(
+        self, stream: trio.abc.Stream, host: str, port: int, *, max_packet_size: int
+    ) -> trio.abc.Stream:
+        """Run TLS over an already open stream (an HTTP proxy tunnel, for instance)."""
+        try:
+            context = await trio.to_thread.run_sync(self.build_context)
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
+        return await self._handshake(stream, context, host, port)
+
+    async def _handshake(
+        self, stream: trio.abc.Stream, context: ssl.SSLContext, host: str, port: int
+    ) -> trio.SSLStream[trio.abc.Stream]:
+        hostname = self.server_hostname or host
+        tls = trio.SSLStream(stream, context, server_hostname=hostname)
+        try:
+            await tls.do_handshake()
+        except (trio.BrokenResourceError, OSError) as exc:
+            await trio.aclose_forcefully(stream)
+            error = translate_stream_error(exc, f"TLS handshake with {hostname}:{port}")
+            raise error from exc
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
+        return tls

@@ -1,0 +1,372 @@
+"""MQTT over WebSocket (``ws``) and WebSocket over TLS (``wss``).
+
+Theory of operation: MQTT over WebSocket (MQTT 5.0 section 6) carries the MQTT byte stream in
+binary messages; a packet may span several messages and a message may hold several packets
+(MQTT-6.0.0-2), so the adapter here is a plain ``trio.abc.Stream`` of bytes and the MQTT decoder
+above it does the framing. It drives wsproto, the sans-IO WebSocket engine that trio-websocket is
+built on, directly on the transport stream: trio-websocket's connection object needs a nursery
+owned by the caller for its reader task, which a factory returning a stream cannot provide, and a
+byte stream has no use for its message queue. Every ``send_all`` becomes one binary message;
+``receive_some`` returns message payloads as they arrive, answering pings on the way. A text
+message is a protocol error (MQTT-6.0.0-1). A message longer than the maximum packet size is
+refused with close code 1009 before it is buffered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import trio
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Event,
+    Ping,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+from wsproto.frame_protocol import CloseReason
+from wsproto.utilities import (
+    LocalProtocolError as WsLocalProtocolError,
+    RemoteProtocolError as WsRemoteProtocolError,
+)
+
+from .._core._errors import InvalidOptionError, RemoteProtocolError
+from .._core._reason_codes import ReasonCode
+from ._errors import WebSocketError, translate_stream_error
+from ._tcp import TcpTransport
+from ._tls import TlsTransport
+
+__all__ = ["WebSocketRequest", "WebSocketStream", "WebSocketTransport"]
+
+_RECEIVE_SIZE = 65536
+_CLOSE_TIMEOUT = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketRequest:
+    """The opening HTTP request of a WebSocket connection, as a request modifier sees it.
+
+    Attributes:
+        host: the broker host we connect to.
+        port: the broker port.
+        secure: ``True`` for WSS.
+        path: the request target (path and optional query), e.g. ``"/mqtt?token=..."``.
+        headers: extra request headers as ``(name, value)`` pairs.
+    """
+
+    host: str
+    port: int
+    secure: bool
+    path: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def host_header(self) -> str:
+        """The ``Host`` header value: the host, plus the port when it is not the default."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.secure else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The full ``ws://`` or ``wss://`` URL of the request (handy for URL signing)."""
+        return f"{'wss' if self.secure else 'ws'}://{self.host_header}{self.path}"
+
+
+RequestModifier = Callable[[WebSocketRequest], Awaitable[WebSocketRequest]]
+
+
+def _check_headers(headers: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    checked = []
+    for name, value in headers:
+        if not name or any(c in name for c in " :\r\n\t") or any(c in value for c in "\r\n\0"):
+            raise InvalidOptionError(f"invalid WebSocket header {name!r}: {value!r}")
+        checked.append((name, value))
+    return tuple(checked)
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketTransport:
+    """MQTT over WebSocket, or over secure WebSocket when ``tls`` is set.
+
+    Attributes:
+        path: the HTTP path (and query) of the upgrade request; brokers commonly use
+            ``"/mqtt"``.
+        tls: TLS options for WSS (a :class:`TlsTransport` or a ready ``ssl.SSLContext``);
+            ``None`` for plain WS. With TLS, the TLS transport's ``tcp`` options apply.
+        headers: extra headers sent with the upgrade request, e.g. ``Authorization``.
+        request_modifier: an async function that receives the :class:`WebSocketRequest` just
+            before it is sent and returns the one to send; use it to sign the URL or fetch a
+            fresh token on every (re)connection.
+        subprotocol: the WebSocket subprotocol to ask for; MQTT 3.1.1 and 5.0 both use
+            ``"mqtt"`` (MQTT-6.0.0-3).
+        tcp: TCP options for plain WS.
+    """
+
+    path: str = "/mqtt"
+    tls: TlsTransport | ssl.SSLContext | None = field(default=None, compare=False)
+    headers: Sequence[tuple[str, str]] = ()
+    request_modifier: RequestModifier | None = None
+    subprotocol: str = "mqtt"
+    tcp: TcpTransport = field(default_factory=TcpTransport)
+
+    def __post_init__(self) -> None:
+        if not self.path.startswith("/"):
+            raise InvalidOptionError(f"WebSocket path must start with '/', got {self.path!r}")
+        if any(c in self.path for c in " \r\n\0"):
+            raise InvalidOptionError(f"invalid WebSocket path {self.path!r}")
+        object.__setattr__(self, "headers", _check_headers(self.headers))
+        if isinstance(self.tls, ssl.SSLContext):
+            object.__setattr__(self, "tls", TlsTransport(ssl_context=self.tls))
+        elif self.tls is not None and not isinstance(self.tls, TlsTransport):
+            raise InvalidOptionError("tls must be a TlsTransport, an ssl.SSLContext or None")
+
+    @property
+    def secure(self) -> bool:
+        """Whether this is WSS."""
+        return self.tls is not None
+
+    async def open_stream(
+        self, host: str, port: int, *, max_packet_size: int = 0
+    ) -> WebSocketStream:
+        """Connect (over TLS for WSS) and perform the WebSocket upgrade.
+
+        Raises:
+            WebSocketError: the server refused the upgrade or broke the WebSocket protocol.
+            TlsError: for WSS, see :meth:`TlsTransport.open_stream`.
+            TransportError: the connection failed.
+        """
+        tls = self.tls
+        if isinstance(tls, TlsTransport):
+            stream = await tls.open_stream(host, port, max_packet_size=max_packet_size)
+        else:
+            stream = await self.tcp.open_stream(host, port, max_packet_size=max_packet_size)
+        return await self._upgrade(stream, host, port, max_packet_size)
+
+    async def wrap_stream(
+        self, stream: trio.abc.Stream, host: str, port: int, *, max_packet_size: int
+    ) -> trio.abc.Stream:
+        """Run WebSocket (with TLS first for WSS) over an already open stream."""
+        tls = self.tls
+        if isinstance(tls, TlsTransport):
+            stream = await tls.wrap_stream(stream, host, port, max_packet_size=max_packet_size)
+        return await self._upgrade(stream, host, port, max_packet_size)
+
+    async def _upgrade(
+        self, stream: trio.abc.Stream, host: str, port: int, max_packet_size: int
+    ) -> WebSocketStream:
+        try:
+            request = WebSocketRequest(host, port, self.secure, self.path, tuple(self.headers))
+            if self.request_modifier is not None:
+                request = await self.request_modifier(request)
+                if not isinstance(request, WebSocketRequest):
+                    raise InvalidOptionError("request_modifier must return a WebSocketRequest")
+                object.__setattr__(request, "headers", _check_headers(request.headers))
+            return await _handshake(stream, request, self.subprotocol, max_packet_size)
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
+
+
+async def _handshake(
+    stream: trio.abc.Stream, request: WebSocketRequest, subprotocol: str, max_packet_size: int
+) -> WebSocketStream:
+    where = f"WebSocket upgrade at {request.url}"
+    ws = WSConnection(ConnectionType.CLIENT)
+    opening = Request(
+        host=request.host_header,
+        target=request.path,
+        subprotocols=[subprotocol],
+        extra_headers=[(name.encode(), value.encode()) for name, value in request.headers],
+    )
+    try:
+        await stream.send_all(ws.send(opening))
+        rejected: RejectConnection | None = None
+        body = b""
+        while True:
+            data = await stream.receive_some(_RECEIVE_SIZE)
+            if not data:
+                if rejected is not None:
+                    break
+                raise WebSocketError(f"{where}: connection closed during the handshake")
+            ws.receive_data(bytes(data))
+            for event in ws.events():
+                if isinstance(event, AcceptConnection):
+                    if event.subprotocol not in (None, subprotocol):
+                        raise WebSocketError(
+                            f"{where}: server chose subprotocol {event.subprotocol!r}"
+                        )
+                    return WebSocketStream(stream, ws, max_message_size=max_packet_size)
+                if isinstance(event, RejectConnection):
+                    rejected = event
+                    if not event.has_body:
+                        break
+                elif isinstance(event, RejectData):
+                    body += event.data
+                    if event.body_finished or len(body) > 200:
+                        break
+            if rejected is not None and (not rejected.has_body or body):
+                break
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+        raise translate_stream_error(exc, where) from exc
+    except WsRemoteProtocolError as exc:
+        raise WebSocketError(f"{where}: invalid handshake response: {exc}") from exc
+    assert rejected is not None
+    detail = body[:200].decode("utf-8", "replace").strip()
+    raise WebSocketError(
+        f"{where}: refused with HTTP {rejected.status_code}" + (f": {detail}" if detail else ""),
+        status_code=rejected.status_code,
+    )
+
+
+class WebSocketStream(trio.abc.Stream):
+    """A byte stream carried in binary WebSocket messages (see the module notes).
+
+    Built by :class:`WebSocketTransport`; not meant to be created directly.
+
+    Attributes:
+        transport_stream: the stream under the WebSocket (TCP or TLS).
+        max_message_size: the longest message accepted from the peer in bytes (0 = no limit).
+    """
+
+    def __init__(
+        self, transport_stream: trio.abc.Stream, ws: WSConnection, *, max_message_size: int
+    ) -> None:
+        self.transport_stream = transport_stream
+        self.max_message_size = max_message_size
+        self._ws = ws
+        self._buffer = bytearray()
+        self._message_size = 0
+        self._peer_closed = False
+        self._closed = False
+        self._sending = False
+        self._receiving = False
+        self._send_lock = trio.StrictFIFOLock()
+
+    async def _send_frames(self, data: bytes) -> None:
+        async with self._send_lock:
+            await self.transport_stream.send_all(data)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        """Send ``data`` as one binary WebSocket message."""
+        if self._closed:
+            raise trio.ClosedResourceError("the WebSocket stream was closed")
+        if self._sending:
+            raise trio.BusyResourceError("another task is already sending on this stream")
+        self._sending = True
+        try:
+            if self._ws.state is not ConnectionState.OPEN:
+                await trio.lowlevel.checkpoint()
+                raise trio.BrokenResourceError("the WebSocket connection is closing")
+            if not data:
+                await trio.lowlevel.checkpoint()
+                return
+            frames = self._ws.send(BytesMessage(data=bytes(data)))
+            await self._send_frames(frames)
+        finally:
+            self._sending = False
+
+    async def wait_send_all_might_not_block(self) -> None:
+        """Wait until the stream below can take more data."""
+        await self.transport_stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        """Return payload bytes of incoming binary messages; ``b""`` once the peer closed.
+
+        Raises:
+            RemoteProtocolError: a text message arrived (MQTT-6.0.0-1) or a message exceeded
+                :attr:`max_message_size`.
+        """
+        if self._closed:
+            raise trio.ClosedResourceError("the WebSocket stream was closed")
+        if self._receiving:
+            raise trio.BusyResourceError("another task is already receiving on this stream")
+        self._receiving = True
+        try:
+            while not self._buffer:
+                await self._handle_events()
+                if self._buffer or self._peer_closed:
+                    break
+                data = await self.transport_stream.receive_some(_RECEIVE_SIZE)
+                if self._ws.state is ConnectionState.CLOSED:
+                    continue
+                try:
+                    self._ws.receive_data(bytes(data) if data else None)
+                except WsRemoteProtocolError as exc:
+                    raise RemoteProtocolError(f"invalid WebSocket data: {exc}") from exc
+            if not self._buffer:
+                await trio.lowlevel.checkpoint()
+                return b""
+            size = len(self._buffer) if max_bytes is None else max_bytes
+            chunk = bytes(self._buffer[:size])
+            del self._buffer[:size]
+            return chunk
+        finally:
+            self._receiving = False
+
+    async def _handle_events(self) -> None:
+        for event in self._ws.events():
+            if isinstance(event, BytesMessage):
+                self._message_size += len(event.data)
+                if self.max_message_size and self._message_size > self.max_message_size:
+                    await self._fail(CloseReason.MESSAGE_TOO_BIG)
+                    raise RemoteProtocolError(
+                        f"WebSocket message longer than the maximum packet size "
+                        f"({self.max_message_size} bytes)",
+                        reason_code=ReasonCode.PACKET_TOO_LARGE,
+                    )
+                self._buffer += event.data
+                if event.message_finished:
+                    self._message_size = 0
+            elif isinstance(event, TextMessage):
+                await self._fail(CloseReason.UNSUPPORTED_DATA)
+                raise RemoteProtocolError(
+                    "received a WebSocket text message; MQTT uses binary messages only "
+                    "(MQTT-6.0.0-1)"
+                )
+            elif isinstance(event, Ping):
+                await self._reply(event)
+            elif isinstance(event, CloseConnection):
+                self._peer_closed = True
+                if self._ws.state is ConnectionState.REMOTE_CLOSING:
+                    await self._reply(event)
+            # Pong and anything else carries nothing for MQTT.
+
+    async def _reply(self, event: Event) -> None:
+        assert isinstance(event, (Ping, CloseConnection))
+        with contextlib.suppress(trio.BrokenResourceError, WsLocalProtocolError):
+            await self._send_frames(self._ws.send(event.response()))
+
+    async def _fail(self, code: int) -> None:
+        """Send a close frame with ``code`` (best effort) after a protocol violation."""
+        if self._ws.state is ConnectionState.OPEN:
+            try:
+                with trio.move_on_after(_CLOSE_TIMEOUT):
+                    await self._send_frames(self._ws.send(CloseConnection(code=code)))
+            except (trio.BrokenResourceError, trio.ClosedResourceError, WsLocalProtocolError):
+                pass
+        self._peer_closed = True
+
+    async def aclose(self) -> None:
+        """Send a normal close frame (best effort, briefly) and close the stream below."""
+        if self._closed:
+            await trio.lowlevel.checkpoint()
+            return
+        self._closed = True
+        try:
+            if self._ws.state is ConnectionState.OPEN:
+                with trio.move_on_after(_CLOSE_TIMEOUT):
+                    await self._send_frames(self._ws.send(CloseConnection(code=1000)))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, WsLocalProtocolError):
+            pass
+        finally:
+            await self.transport_stream.aclose()
