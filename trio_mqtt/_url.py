@@ -1,0 +1,248 @@
+"""Connection URLs: ``mqtts://user:pass@host:8883/?client_id=x&keep_alive_secs=5``.
+
+Theory of operation: the scheme picks the transport and the default port, the userinfo gives the
+credentials, the path is kept for WebSocket (it is the HTTP request target) and is the socket path
+for ``unix``, and each query key sets one option. Query keys use rumqttc's names where rumqttc has
+one, so a URL written for a Rust service works here too. Everything is checked: an unknown
+scheme or key, a repeated key, a value that does not parse, or a key that makes no sense for the
+scheme raises :class:`~trio_mqtt.InvalidOptionError` naming it (never echoing the password).
+
+Percent-decoding: userinfo, query keys and values and the ``unix`` path are percent-decoded as
+UTF-8; a ``+`` stays a plus sign (it is not form encoding, so ``client_id=a+b`` means ``a+b``).
+A WebSocket path is sent as written, still encoded, since it goes on the wire as a request target.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import SplitResult, unquote, urlsplit
+
+from ._core._errors import InvalidOptionError
+from ._core._packets import ProtocolVersion
+from ._options import MqttOptions
+from ._transports import (
+    TcpTransport,
+    TlsTransport,
+    Transport,
+    UnixSocketTransport,
+    WebSocketTransport,
+)
+
+__all__ = ["QUERY_KEYS", "options_from_url"]
+
+_SCHEMES: dict[str, tuple[str, int]] = {
+    "mqtt": ("tcp", 1883),
+    "tcp": ("tcp", 1883),
+    "mqtts": ("tls", 8883),
+    "ssl": ("tls", 8883),
+    "ws": ("ws", 80),
+    "wss": ("wss", 443),
+    "unix": ("unix", 0),
+}
+
+_INT = re.compile(r"[0-9]{1,10}")
+_NUMBER = re.compile(r"[0-9]{1,10}(\.[0-9]{1,9})?")
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def _as_int(key: str, value: str) -> int:
+    if not _INT.fullmatch(value):
+        raise InvalidOptionError(f"query key {key!r}: expected a whole number, got {value!r}")
+    return int(value)
+
+
+def _as_seconds(key: str, value: str) -> float:
+    if not _NUMBER.fullmatch(value):
+        raise InvalidOptionError(f"query key {key!r}: expected a number of seconds, got {value!r}")
+    return float(value)
+
+
+def _as_bool(key: str, value: str) -> bool:
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise InvalidOptionError(f"query key {key!r}: expected true or false, got {value!r}")
+
+
+def _as_version(key: str, value: str) -> ProtocolVersion:
+    versions = {
+        "3.1.1": ProtocolVersion.V311,
+        "4": ProtocolVersion.V311,
+        "5": ProtocolVersion.V5,
+        "5.0": ProtocolVersion.V5,
+    }
+    try:
+        return versions[value]
+    except KeyError:
+        raise InvalidOptionError(f"query key {key!r}: expected 3.1.1 or 5, got {value!r}") from None
+
+
+def _as_text(key: str, value: str) -> str:
+    return value
+
+
+@dataclass(frozen=True)
+class _Key:
+    option: str
+    parse: Callable[[str, str], Any]
+    tls_only: bool = False
+
+
+#: Query keys understood in a URL, and the :class:`MqttOptions` field (or TLS option) each sets.
+QUERY_KEYS: dict[str, _Key] = {
+    "client_id": _Key("client_id", _as_text),
+    "keep_alive_secs": _Key("keep_alive", _as_int),
+    "clean_session": _Key("clean_start", _as_bool),
+    "clean_start": _Key("clean_start", _as_bool),
+    "inflight_num": _Key("inflight", _as_int),
+    "max_incoming_packet_size_bytes": _Key("max_incoming_packet_size", _as_int),
+    "max_outgoing_packet_size_bytes": _Key("max_outgoing_packet_size", _as_int),
+    "conn_timeout_secs": _Key("connect_timeout", _as_seconds),
+    "request_channel_capacity_num": _Key("request_capacity", _as_int),
+    "protocol_version": _Key("protocol_version", _as_version),
+    "ping_timeout_secs": _Key("ping_timeout", _as_seconds),
+    "manual_acks": _Key("manual_acks", _as_bool),
+    "session_expiry_interval_secs": _Key("session_expiry_interval", _as_int),
+    "receive_maximum": _Key("receive_maximum", _as_int),
+    "topic_alias_maximum": _Key("topic_alias_maximum", _as_int),
+    "ca_file": _Key("ca_file", _as_text, tls_only=True),
+    "cert_file": _Key("cert_file", _as_text, tls_only=True),
+    "key_file": _Key("key_file", _as_text, tls_only=True),
+    "alpn": _Key("alpn_protocols", lambda key, value: tuple(value.split(",")), tls_only=True),
+    "server_name": _Key("server_hostname", _as_text, tls_only=True),
+}
+
+
+def _decode(what: str, text: str) -> str:
+    try:
+        return unquote(text, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidOptionError(f"{what} is not valid percent-encoded UTF-8") from None
+
+
+def _parse_query(query: str, secure: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return (MqttOptions fields, TLS options) set by the query string."""
+    options: dict[str, Any] = {}
+    tls: dict[str, Any] = {}
+    seen: dict[str, str] = {}
+    for part in query.split("&"):
+        if not part:
+            continue
+        raw_key, sep, raw_value = part.partition("=")
+        key = _decode("a query key", raw_key)
+        if not sep:
+            raise InvalidOptionError(f"query key {key!r} has no value")
+        value = _decode(f"the value of query key {key!r}", raw_value)
+        spec = QUERY_KEYS.get(key)
+        if spec is None:
+            raise InvalidOptionError(
+                f"unknown query key {key!r}; known keys: {', '.join(sorted(QUERY_KEYS))}"
+            )
+        if spec.option in seen:
+            raise InvalidOptionError(
+                f"query key {key!r} repeats {seen[spec.option]!r}; give it once"
+            )
+        seen[spec.option] = key
+        if spec.tls_only and not secure:
+            raise InvalidOptionError(f"query key {key!r} needs a TLS scheme (mqtts, ssl or wss)")
+        (tls if spec.tls_only else options)[spec.option] = spec.parse(key, value)
+    return options, tls
+
+
+def _host_and_port(parts: SplitResult, scheme: str, default_port: int) -> tuple[str, int]:
+    try:
+        port = parts.port
+    except ValueError:
+        raise InvalidOptionError(f"invalid port in {scheme}:// URL") from None
+    host = parts.hostname
+    if not host:
+        raise InvalidOptionError(f"a {scheme}:// URL needs a host")
+    return _decode("the host", host), default_port if port is None else port
+
+
+def _transport(kind: str, parts: SplitResult, tls: dict[str, Any]) -> Transport:
+    if kind == "tcp":
+        return TcpTransport()
+    if kind == "tls":
+        return TlsTransport(**tls)
+    if kind in ("ws", "wss"):
+        path = parts.path or "/"
+        return WebSocketTransport(path=path, tls=TlsTransport(**tls) if kind == "wss" else None)
+    return UnixSocketTransport(_decode("the socket path", parts.path))
+
+
+def options_from_url(url: str, **overrides: Any) -> MqttOptions:
+    """Build :class:`MqttOptions` from a connection URL.
+
+    Schemes and default ports: ``mqtt``/``tcp`` (1883), ``mqtts``/``ssl`` (TLS, 8883), ``ws``
+    (80) and ``wss`` (443) whose path becomes the WebSocket path, and ``unix`` whose path is the
+    socket (``unix:///run/mosquitto/mqtt.sock``). ``user:password@`` gives the credentials.
+
+    Query keys (see :data:`QUERY_KEYS`): ``client_id``, ``keep_alive_secs``, ``clean_session``
+    or ``clean_start``, ``inflight_num``, ``max_incoming_packet_size_bytes``,
+    ``max_outgoing_packet_size_bytes``, ``conn_timeout_secs``, ``request_channel_capacity_num``,
+    ``protocol_version`` (``3.1.1`` or ``5``), ``ping_timeout_secs``, ``manual_acks``,
+    ``session_expiry_interval_secs``, ``receive_maximum``, ``topic_alias_maximum``; with a TLS
+    scheme also ``ca_file``, ``cert_file``, ``key_file``, ``alpn`` (comma-separated) and
+    ``server_name``. Without ``client_id`` the broker assigns one.
+
+    Args:
+        url: the connection URL.
+        **overrides: :class:`MqttOptions` fields that take precedence over the URL (for example
+            ``transport=`` to use a custom TLS context, or ``will=``).
+
+    Returns:
+        The validated options.
+
+    Raises:
+        InvalidOptionError: unknown scheme or query key, repeated key, bad value, or options
+            that are invalid together; the message names the culprit.
+
+    Example::
+
+        options = options_from_url("mqtts://user:pass@broker:8883/?client_id=x&keep_alive_secs=5")
+    """
+    if not isinstance(url, str):
+        raise InvalidOptionError("the URL must be a string")
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError as exc:
+        raise InvalidOptionError(f"unparsable URL: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in _SCHEMES:
+        known = ", ".join(_SCHEMES)
+        raise InvalidOptionError(f"unknown URL scheme {parts.scheme!r}; expected one of {known}")
+    if parts.fragment:
+        raise InvalidOptionError("a connection URL cannot have a #fragment")
+    kind, default_port = _SCHEMES[scheme]
+    options, tls = _parse_query(parts.query, secure=kind in ("tls", "wss"))
+    if kind == "unix":
+        if parts.hostname not in (None, "", "localhost") or parts.port is not None:
+            raise InvalidOptionError("a unix:// URL takes a path only: unix:///path/to/socket")
+        if not parts.path:
+            raise InvalidOptionError("a unix:// URL needs the socket path")
+        host, port = "localhost", 0
+    else:
+        if kind in ("tcp", "tls") and parts.path not in ("", "/"):
+            raise InvalidOptionError(f"a {scheme}:// URL has no path, got {parts.path!r}")
+        host, port = _host_and_port(parts, scheme, default_port)
+    if parts.username is not None:
+        options["username"] = _decode("the user name", parts.username)
+    if parts.password is not None:
+        options["password"] = _decode("the password", parts.password)
+    options.setdefault("client_id", "")
+    options.update(host=host, port=port)
+    if "transport" not in overrides:
+        options["transport"] = _transport(kind, parts, tls)
+    fields = MqttOptions.__dataclass_fields__
+    for name in overrides:
+        if name not in fields:
+            raise InvalidOptionError(f"unknown option {name!r}")
+    options.update(overrides)
+    return MqttOptions(**options)
