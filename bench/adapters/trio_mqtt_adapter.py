@@ -1,0 +1,114 @@
+"""trio-mqtt itself, through its public API (``open_mqtt_connection``).
+
+``client.publish()`` returns once the request is queued to the connection's event loop, so
+QoS 1/2 publishes are pipelined within the library's inflight window.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bench.common import (
+    TOPIC,
+    Job,
+    LatencyMeter,
+    ThroughputMeter,
+    Unavailable,
+    payload,
+    seq_of,
+    wait_trio,
+)
+
+NAME = "trio-mqtt"
+
+
+def _api() -> Any:
+    import trio_mqtt
+
+    if not hasattr(trio_mqtt, "open_mqtt_connection"):
+        raise Unavailable("not yet available (open_mqtt_connection is not exported yet)")
+    return trio_mqtt
+
+
+def version() -> str:
+    """Installed trio-mqtt version."""
+    return str(_api().__version__)
+
+
+def _options(job: Job, suffix: str) -> Any:
+    api = _api()
+    return api.MqttOptions(f"{job.client_id}-{suffix}", job.host, job.port, keep_alive=60)
+
+
+async def _throughput(job: Job) -> dict[str, Any]:
+    import trio
+
+    api = _api()
+    qos = api.QoS(job.qos)
+    meter = ThroughputMeter(job)
+    done = trio.Event()
+    async with (
+        api.open_mqtt_connection(_options(job, "sub")) as sub,
+        api.open_mqtt_connection(_options(job, "pub")) as pub,
+        trio.open_nursery() as nursery,
+    ):
+        await sub.client.subscribe(TOPIC, qos)
+
+        async def consume() -> None:
+            async for message in sub.messages():
+                if meter.on_payload(message.payload):
+                    done.set()
+                    return
+
+        nursery.start_soon(consume)
+        meter.start()
+        for seq in range(job.count):
+            await pub.client.publish(TOPIC, payload(seq, job.size), qos=qos)
+        meter.published_all()
+        await wait_trio(meter, done)
+        nursery.cancel_scope.cancel()
+        return meter.result()
+
+
+async def _latency(job: Job) -> dict[str, Any]:
+    import trio
+
+    api = _api()
+    qos = api.QoS(job.qos)
+    meter = LatencyMeter(job)
+    async with api.open_mqtt_connection(_options(job, "rtt")) as conn:
+        await conn.client.subscribe(TOPIC, qos)
+        messages = aiter(conn.messages())
+        seq = 0
+        meter.start()
+        while meter.more():
+            t0 = time.perf_counter()
+            await conn.client.publish(TOPIC, payload(seq, job.size), qos=qos)
+            with trio.move_on_after(job.idle) as scope:
+                while seq_of((await anext(messages)).payload) != seq:
+                    pass
+            if scope.cancelled_caught:
+                meter.error = f"message {seq} did not come back"
+                break
+            meter.add(time.perf_counter() - t0)
+            seq += 1
+        return meter.result()
+
+
+def run_throughput(job: Job) -> dict[str, Any]:
+    """Publisher and subscriber connections in one Trio run."""
+    import trio
+
+    _api()
+    result: dict[str, Any] = trio.run(_throughput, job)
+    return result
+
+
+def run_latency(job: Job) -> dict[str, Any]:
+    """One connection publishes and waits for its own message each time."""
+    import trio
+
+    _api()
+    result: dict[str, Any] = trio.run(_latency, job)
+    return result
