@@ -34,23 +34,26 @@ async def _throughput(job: Job) -> dict[str, Any]:
 
     meter = ThroughputMeter(job)
     done = asyncio.Event()
-    async with _client(job, "sub") as sub, _client(job, "pub") as pub:
-        async with sub.subscribe(TOPIC, qos=zmqtt.QoS(job.qos)) as messages:
+    async with (
+        _client(job, "sub") as sub,
+        _client(job, "pub") as pub,
+        sub.subscribe(TOPIC, qos=zmqtt.QoS(job.qos)) as messages,
+    ):
 
-            async def consume() -> None:
-                async for message in messages:
-                    if meter.on_payload(message.payload):
-                        done.set()
-                        return
+        async def consume() -> None:
+            async for message in messages:
+                if meter.on_payload(message.payload):
+                    done.set()
+                    return
 
-            consumer = asyncio.create_task(consume())
-            meter.start()
-            for seq in range(job.count):
-                await pub.publish(TOPIC, payload(seq, job.size), qos=zmqtt.QoS(job.qos))
-            meter.published_all()
-            await wait_asyncio(meter, done)
-            consumer.cancel()
-            return meter.result()
+        consumer = asyncio.create_task(consume())
+        meter.start()
+        for seq in range(job.count):
+            await pub.publish(TOPIC, payload(seq, job.size), qos=zmqtt.QoS(job.qos))
+        meter.published_all()
+        await wait_asyncio(meter, done)
+        consumer.cancel()
+        return meter.result()
 
 
 async def _latency(job: Job) -> dict[str, Any]:
