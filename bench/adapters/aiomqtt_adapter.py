@@ -14,6 +14,7 @@ from typing import Any
 from bench.common import TOPIC, Job, LatencyMeter, ThroughputMeter, payload, seq_of, wait_asyncio
 
 NAME = "aiomqtt"
+NOTE = "paho underneath, no TCP_NODELAY; publish() waits for QoS 1/2 acks"
 
 
 def version() -> str:

@@ -9,6 +9,7 @@ from typing import Any
 from bench.common import TOPIC, Job, LatencyMeter, ThroughputMeter, payload, seq_of, wait_asyncio
 
 NAME = "amqtt"
+NOTE = "publish() waits for QoS 1/2 acks"
 
 
 def version() -> str:

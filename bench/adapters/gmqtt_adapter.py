@@ -13,6 +13,7 @@ from typing import Any
 from bench.common import TOPIC, Job, LatencyMeter, ThroughputMeter, payload, seq_of, wait_asyncio
 
 NAME = "gmqtt"
+NOTE = "publish() does not wait; yields every 256 messages"
 YIELD_EVERY = 256
 
 

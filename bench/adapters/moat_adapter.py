@@ -12,6 +12,7 @@ from typing import Any
 from bench.common import TOPIC, Job, LatencyMeter, ThroughputMeter, payload, seq_of, wait_trio
 
 NAME = "moat-lib-mqtt"
+NOTE = "MQTT 5 only; AnyIO on Trio; publish() waits for QoS 1/2 acks"
 
 
 def version() -> str:

@@ -11,6 +11,7 @@ from typing import Any
 from bench.common import TOPIC, Job, LatencyMeter, ThroughputMeter, payload, seq_of, wait_asyncio
 
 NAME = "mqttium"
+NOTE = "publish() returns a receipt; receipts not awaited"
 
 
 def version() -> str:

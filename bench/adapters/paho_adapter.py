@@ -14,6 +14,7 @@ from typing import Any
 from bench.common import TOPIC, Job, LatencyMeter, ThroughputMeter, payload, seq_of, wait_threads
 
 NAME = "paho-mqtt"
+NOTE = "network thread; no TCP_NODELAY; default window of 20"
 
 
 def version() -> str:

@@ -21,10 +21,14 @@ from bench.common import (
 )
 
 NAME = "trio-mqtt"
+NOTE = "publish() returns when queued"
 
 
 def _api() -> Any:
-    import trio_mqtt
+    try:
+        import trio_mqtt
+    except ImportError as exc:
+        raise Unavailable(f"not yet available (import trio_mqtt failed: {exc})") from exc
 
     if not hasattr(trio_mqtt, "open_mqtt_connection"):
         raise Unavailable("not yet available (open_mqtt_connection is not exported yet)")

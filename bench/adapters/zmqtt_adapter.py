@@ -10,6 +10,7 @@ from typing import Any
 from bench.common import TOPIC, Job, LatencyMeter, ThroughputMeter, payload, seq_of, wait_asyncio
 
 NAME = "zmqtt"
+NOTE = "publish() waits for QoS 1/2 acks; bounded subscription queue (1000)"
 
 
 def version() -> str:
