@@ -1,0 +1,18 @@
+"""Helpers for testing code that uses trio-mqtt: a private mosquitto broker and pytest fixtures.
+
+:class:`MosquittoBroker` runs mosquitto in a subprocess on free ports of 127.0.0.1, with the
+listeners and limits a test asks for. Installing trio-mqtt registers a pytest plugin
+(``trio_mqtt.testing._plugin``) with two fixtures, ``mosquitto`` and ``mosquitto_factory``; see
+the "Testing your code" page of the documentation.
+"""
+
+from __future__ import annotations
+
+from ._broker import (
+    INSTALL_HINT as INSTALL_HINT,
+    MosquittoBroker as MosquittoBroker,
+    MosquittoError as MosquittoError,
+    find_mosquitto as find_mosquitto,
+)
+
+__all__ = ["INSTALL_HINT", "MosquittoBroker", "MosquittoError", "find_mosquitto"]
