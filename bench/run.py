@@ -11,6 +11,7 @@ machine does not always favour the same library. Results go to stdout and to
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import importlib
 import inspect
@@ -21,6 +22,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import report  # noqa: E402
-from bench._broker import broker_version, running_broker  # noqa: E402
 from bench.adapters import ADAPTERS, PEERS  # noqa: E402
 from bench.worker import MARKER  # noqa: E402
 
@@ -57,6 +58,39 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 BIG = 16 * 1024
+#: Every benchmark broker: no persistence (MosquittoBroker's default), anonymous, unlimited
+#: inflight and queued messages (0), TCP_NODELAY, and only error/information logging (logging
+#: every packet would slow the broker down).
+BROKER_OPTIONS: dict[str, Any] = {
+    "max_inflight_messages": 0,
+    "max_queued_messages": 0,
+    "allow_anonymous": True,
+    "extra_config": ["set_tcp_nodelay true"],
+    "log_types": ("error",),
+}
+
+
+@contextlib.contextmanager
+def running_broker() -> Iterator[Any]:
+    """A fresh mosquitto on a free 127.0.0.1 port for the duration of the block."""
+    from trio_mqtt.testing import MosquittoBroker
+
+    with MosquittoBroker(**BROKER_OPTIONS) as broker:
+        yield broker
+
+
+def broker_version() -> str:
+    """mosquitto's version string, e.g. ``2.0.11``."""
+    from trio_mqtt.testing import find_mosquitto
+
+    executable = find_mosquitto()
+    if executable is None:
+        raise SystemExit("mosquitto is not installed (apt-get install mosquitto)")
+    out = subprocess.run(
+        [executable, "-h"], capture_output=True, text=True, timeout=10, check=False
+    ).stdout
+    first = out.splitlines()[0] if out else ""
+    return first.rsplit(" ", 1)[-1] if first else "unknown"
 
 
 def raise_fd_limit() -> int:
