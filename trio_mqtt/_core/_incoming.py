@@ -1,0 +1,145 @@
+"""The incoming half of the session: publishes from the broker, their acks, topic aliases.
+
+Incoming QoS 1/2 publishes that still need something from us live in ``_incoming`` (keyed by the
+broker's packet ids): QoS 1 awaiting a manual ack, QoS 2 awaiting a manual ack, or QoS 2
+acknowledged with PUBREC and awaiting PUBREL. A QoS 2 PUBLISH for an id held there is a
+retransmission: it is answered (PUBREC again once acked) but not delivered twice (MQTT 5
+MQTT-4.3.3-9..11; MQTT 3.1.1 section 4.3.3 "method B"). With manual acks nothing is acknowledged
+until the application calls :meth:`ack`; the held entries count against our Receive Maximum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ._errors import LocalProtocolError, UnknownPacketIdError
+from ._events import Incoming
+from ._packets import NO_PROPERTIES, Properties, PubAck, PubComp, Publish, PubRec, PubRel
+from ._reason_codes import ReasonCode
+from ._session import (
+    IN_QOS1_UNACKED,
+    IN_QOS2_RECEIVED,
+    IN_QOS2_UNACKED,
+    ConnectionState,
+    _SessionBase,
+)
+
+
+class _IncomingMixin(_SessionBase):
+    """Publishes and PUBREL from the broker, and manual acks."""
+
+    def _on_publish(self, packet: Publish) -> None:
+        stats = self.statistics
+        stats.packets_received += 1
+        stats.publishes_received += 1
+        if self.state is ConnectionState.CONNECTING:
+            self._events.append(Incoming(packet))
+            self._fail("PUBLISH received before CONNACK (MQTT-3.2.0-1)", ReasonCode.PROTOCOL_ERROR)
+        props = packet.properties
+        if props is not NO_PROPERTIES and props.topic_alias is not None:
+            packet = self._resolve_alias(packet, props.topic_alias)
+        qos = packet.qos
+        if qos == 0:
+            self._events.append(Incoming(packet))
+            return
+        pid = packet.packet_id
+        incoming = self._incoming
+        if qos == 1:
+            if not self.config.manual_acks:
+                self._events.append(Incoming(packet))
+                self._send(PubAck(pid))
+                return
+            if pid not in incoming:
+                self._check_receive_maximum()
+                incoming[pid] = IN_QOS1_UNACKED
+            self._events.append(Incoming(packet))
+            return
+        held = incoming.get(pid)
+        if held is not None:
+            # A retransmission of a message we already have: never deliver it twice.
+            stats.duplicates_suppressed += 1
+            if held == IN_QOS2_RECEIVED:
+                self._send(PubRec(pid))
+            elif held == IN_QOS1_UNACKED:
+                self._fail(
+                    f"QoS 2 PUBLISH reuses packet id {pid} of an unacknowledged QoS 1 PUBLISH",
+                    ReasonCode.PROTOCOL_ERROR,
+                )
+            return
+        self._check_receive_maximum()
+        self._events.append(Incoming(packet))
+        if self.config.manual_acks:
+            incoming[pid] = IN_QOS2_UNACKED
+        else:
+            incoming[pid] = IN_QOS2_RECEIVED
+            self._send(PubRec(pid))
+
+    def _check_receive_maximum(self) -> None:
+        if self._v5 and len(self._incoming) >= self.config.receive_maximum:
+            self._fail(
+                "the broker exceeded our Receive Maximum of "
+                f"{self.config.receive_maximum} unacknowledged publishes",
+                ReasonCode.RECEIVE_MAXIMUM_EXCEEDED,
+            )
+
+    def _resolve_alias(self, packet: Publish, alias: int) -> Publish:
+        if alias == 0 or alias > self.config.topic_alias_maximum:
+            self._events.append(Incoming(packet))
+            self._fail(
+                f"topic alias {alias} outside 1..{self.config.topic_alias_maximum} (MQTT-3.3.2-10)",
+                ReasonCode.TOPIC_ALIAS_INVALID,
+            )
+        if packet.topic:
+            self._in_aliases[alias] = packet.topic
+            return packet
+        topic = self._in_aliases.get(alias)
+        if topic is None:
+            self._events.append(Incoming(packet))
+            self._fail(f"topic alias {alias} was never defined", ReasonCode.PROTOCOL_ERROR)
+        return replace(packet, topic=topic)
+
+    def _on_pubrel(self, packet: PubRel) -> None:
+        self._incoming_control(packet)
+        pid = packet.packet_id
+        held = self._incoming.get(pid)
+        if held == IN_QOS2_RECEIVED:
+            del self._incoming[pid]
+            self._send(PubComp(pid))
+        elif held is None:
+            # Already completed (e.g. our PUBCOMP was lost): answer anyway (MQTT-4.3.3).
+            code = ReasonCode.PACKET_IDENTIFIER_NOT_FOUND if self._v5 else 0
+            self._send(PubComp(pid, int(code)))
+        else:
+            self._fail(f"PUBREL for packet id {pid} before our PUBREC", ReasonCode.PROTOCOL_ERROR)
+
+    def ack(
+        self,
+        packet_id: int,
+        reason_code: int = 0,
+        properties: Properties = NO_PROPERTIES,
+        *,
+        now: float,
+    ) -> None:
+        """Acknowledge an incoming QoS 1 (PUBACK) or QoS 2 (PUBREC) publish in manual-ack mode.
+
+        Raises:
+            UnknownPacketIdError: no delivered publish awaits an ack under ``packet_id``.
+            LocalProtocolError: a failing reason code or properties with MQTT 3.1.1.
+        """
+        self._now = now
+        held = self._incoming.get(packet_id)
+        if held is None or held == IN_QOS2_RECEIVED:
+            raise UnknownPacketIdError(f"no incoming publish awaits an ack with id {packet_id}")
+        if not self._v5:
+            if reason_code:
+                raise LocalProtocolError("MQTT 3.1.1 acks carry no reason code")
+            properties = NO_PROPERTIES
+        if held == IN_QOS1_UNACKED:
+            del self._incoming[packet_id]
+            self._send(PubAck(packet_id, reason_code, properties))
+            return
+        if reason_code >= 0x80:
+            del self._incoming[packet_id]
+        else:
+            self._incoming[packet_id] = IN_QOS2_RECEIVED
+        self._send(PubRec(packet_id, reason_code, properties))

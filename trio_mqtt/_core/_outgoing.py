@@ -1,0 +1,407 @@
+"""The outgoing half of the session: publishes, subscriptions, packet ids, window, aliases.
+
+Outgoing flows live in one insertion-ordered dict ``_flows`` keyed by packet id; it holds every
+QoS 1/2 PUBLISH awaiting its acknowledgement and every SUBSCRIBE/UNSUBSCRIBE awaiting its answer,
+so "is this id free" is one dict lookup and an id is never reused while any flow holds it
+(MQTT-2.2.1-3). Insertion order is send order, which is the order of replay after a reconnect.
+Publishes that cannot go out yet (window full, not connected, or queued behind such a publish)
+wait without a packet id in the ``_waiting`` deque and get their id when they enter the window,
+so a full window never pins ids. The window counts QoS 1/2 publishes only: QoS 1 holds its slot
+until PUBACK, QoS 2 until PUBCOMP or a PUBREC with a failure code; acks, PUBREL, SUBSCRIBE,
+UNSUBSCRIBE, PINGREQ and DISCONNECT never wait for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import NoReturn
+
+from ._codec import encode, encoded_size
+from ._errors import LocalProtocolError, PacketTooLargeError
+from ._events import PublishDone, SubscribeDone, UnsubscribeDone
+from ._packets import (
+    NO_PROPERTIES,
+    Packet,
+    Properties,
+    PubAck,
+    PubComp,
+    Publish,
+    PubRec,
+    PubRel,
+    QoS,
+    SubAck,
+    Subscribe,
+    Subscription,
+    UnsubAck,
+    Unsubscribe,
+)
+from ._reason_codes import ReasonCode
+from ._session import (
+    AWAIT_PUBACK,
+    AWAIT_PUBCOMP,
+    AWAIT_PUBREC,
+    AWAIT_SUBACK,
+    AWAIT_UNSUBACK,
+    QOS_BY_VALUE,
+    ConnectionState,
+    Flow,
+    _SessionBase,
+)
+from ._topics import parse_shared, validate_filter, validate_topic
+
+_TOPIC_CACHE_SIZE = 1024
+
+
+class _OutgoingMixin(_SessionBase):
+    """Requests from the application and the broker's answers to them."""
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: QoS | int,
+        retain: bool = False,
+        properties: Properties = NO_PROPERTIES,
+        *,
+        tag: object = None,
+        now: float,
+    ) -> None:
+        """Admit a publish: send it now if possible, otherwise queue it (FIFO).
+
+        Raises:
+            InvalidTopicError: ``topic`` is not a valid topic name.
+            PacketTooLargeError: the packet exceeds the maximum packet size (checked before a
+                packet id or a window slot is taken).
+            LocalProtocolError: bad QoS or payload type, a QoS or retain flag the broker does
+                not support (MQTT-3.2.2-11, MQTT-3.2.2-14), or a property a client must not
+                set (topic alias: use ``outgoing_topic_aliases``; subscription identifier,
+                MQTT-3.3.4-6).
+        """
+        self._now = now
+        level = QOS_BY_VALUE.get(qos)
+        if level is None:
+            raise LocalProtocolError(f"invalid QoS {qos!r}")
+        if topic not in self._valid_topics:
+            validate_topic(topic)
+            if len(self._valid_topics) >= _TOPIC_CACHE_SIZE:
+                self._valid_topics.clear()
+            self._valid_topics.add(topic)
+        if type(payload) is not bytes:
+            if not isinstance(payload, (bytes, bytearray, memoryview)):
+                raise LocalProtocolError(f"payload must be bytes, not {type(payload).__name__}")
+            payload = bytes(payload)
+        if self._v5:
+            if properties is not NO_PROPERTIES:
+                self._check_publish_properties(properties)
+        else:
+            properties = NO_PROPERTIES
+        if level > self._max_qos:
+            raise LocalProtocolError(
+                f"the broker supports QoS up to {self._max_qos} (MQTT-3.2.2-11)",
+                reason_code=ReasonCode.QOS_NOT_SUPPORTED,
+            )
+        if retain and not self._retain_available:
+            raise LocalProtocolError(
+                "the broker does not support retained messages (MQTT-3.2.2-14)",
+                reason_code=ReasonCode.RETAIN_NOT_SUPPORTED,
+            )
+        if (
+            self.state is ConnectionState.CONNECTED
+            and not self._waiting
+            and (not level or self._inflight < self.window)
+        ):
+            pid = 0
+            last_id = self._last_id
+            if level:
+                pid = self._allocate_id()
+            if pid or not level:
+                packet = Publish(topic, payload, level, retain, False, pid, properties)
+                if self._out_alias_max:
+                    size = encoded_size(packet, self._version)
+                    if size > self._max_out:
+                        self._last_id = last_id
+                        raise PacketTooLargeError(size, self._max_out)
+                    self._commit_publish(packet, tag, None)
+                    return
+                data = encode(packet, self._version)
+                if len(data) > self._max_out:
+                    self._last_id = last_id
+                    raise PacketTooLargeError(len(data), self._max_out)
+                self._commit_publish(packet, tag, data)
+                return
+        packet = Publish(topic, payload, level, retain, False, 1 if level else 0, properties)
+        size = encoded_size(packet, self._version)
+        if size > self._max_out:
+            raise PacketTooLargeError(size, self._max_out)
+        if level:
+            packet = replace(packet, packet_id=0)
+        self._waiting.append((packet, tag))
+
+    def _check_publish_properties(self, props: Properties) -> None:
+        if props.topic_alias is not None:
+            raise LocalProtocolError(
+                "topic aliases are assigned by the session: set outgoing_topic_aliases instead",
+                reason_code=ReasonCode.TOPIC_ALIAS_INVALID,
+            )
+        if props.subscription_identifiers:
+            raise LocalProtocolError(
+                "a client must not send a subscription identifier in PUBLISH (MQTT-3.3.4-6)"
+            )
+
+    def _commit_publish(self, packet: Publish, tag: object, data: bytes | None) -> None:
+        """Send an admitted publish that has its packet id (if any); record its flow."""
+        qos = packet.qos
+        if qos:
+            kind = AWAIT_PUBACK if qos == 1 else AWAIT_PUBREC
+            self._flows[packet.packet_id] = Flow(kind, packet, tag)
+            self._inflight += 1
+        self.statistics.publishes_sent += 1
+        if self._out_alias_max:
+            self._send(self._alias_outgoing(packet))
+        else:
+            self._send(packet, data)
+        if not qos and tag is not None:
+            self._events.append(PublishDone(tag, 0))
+
+    def _alias_outgoing(self, packet: Publish) -> Publish:
+        """Give ``packet`` a topic alias (least recently used one replaced when all are taken)."""
+        aliases = self._out_aliases
+        topic = packet.topic
+        alias = aliases.get(topic)
+        if alias is not None:
+            aliases.move_to_end(topic)
+            props = replace(packet.properties, topic_alias=alias)
+            return replace(packet, topic="", properties=props)
+        if len(aliases) < self._out_alias_max:
+            alias = len(aliases) + 1
+        else:
+            _, alias = aliases.popitem(last=False)
+        aliases[topic] = alias
+        # MQTT-3.3.2-9: aliases stay within the broker's Topic Alias Maximum.
+        return replace(packet, properties=replace(packet.properties, topic_alias=alias))
+
+    def _drain(self) -> None:
+        """Send waiting publishes while the window (and the connection) allows, in order."""
+        waiting = self._waiting
+        while waiting and self.state is ConnectionState.CONNECTED:
+            packet, tag = waiting[0]
+            qos = packet.qos
+            if qos and self._inflight >= self.window:
+                return
+            code = self._send_time_problem(packet)
+            if code:
+                waiting.popleft()
+                self.statistics.publishes_discarded += 1
+                if tag is not None:
+                    self._events.append(PublishDone(tag, 0, code))
+                continue
+            if qos:
+                pid = self._allocate_id()
+                if not pid:
+                    return
+                packet = replace(packet, packet_id=pid)
+            waiting.popleft()
+            self._commit_publish(packet, tag, None)
+
+    def _send_time_problem(self, packet: Publish) -> int:
+        """Reason code for a waiting publish a limit announced since its admission forbids."""
+        if packet.qos > self._max_qos:
+            return int(ReasonCode.QOS_NOT_SUPPORTED)
+        if packet.retain and not self._retain_available:
+            return int(ReasonCode.RETAIN_NOT_SUPPORTED)
+        if self._max_out < self.config.max_outgoing_packet_size:
+            probe = replace(packet, packet_id=1) if packet.qos else packet
+            if encoded_size(probe, self._version) > self._max_out:
+                # MQTT-3.1.2-25: discard it as if it had been sent.
+                return int(ReasonCode.PACKET_TOO_LARGE)
+        return 0
+
+    def _allocate_id(self) -> int:
+        """A packet id no flow holds (MQTT-2.2.1-3), or 0 when all 65535 are taken."""
+        flows = self._flows
+        pid = self._last_id
+        for _ in range(65535):
+            pid = pid + 1 if pid < 65535 else 1
+            if pid not in flows:
+                self._last_id = pid
+                return pid
+        return 0
+
+    def subscribe(
+        self,
+        subscriptions: Sequence[Subscription],
+        properties: Properties = NO_PROPERTIES,
+        *,
+        tag: object = None,
+        now: float,
+    ) -> None:
+        """Send SUBSCRIBE (now if connected, otherwise after the next CONNACK).
+
+        Raises:
+            InvalidTopicError: a filter is invalid.
+            LocalProtocolError: no filters (MQTT-3.8.3-3), bad QoS, No Local on a shared
+                subscription (MQTT-3.8.3-4), no free packet id.
+            PacketTooLargeError: the packet exceeds the maximum packet size.
+        """
+        self._now = now
+        subs = tuple(subscriptions)
+        if not subs:
+            raise LocalProtocolError("SUBSCRIBE needs at least one topic filter (MQTT-3.8.3-3)")
+        for sub in subs:
+            validate_filter(sub.topic_filter)
+            if sub.qos not in QOS_BY_VALUE:
+                raise LocalProtocolError(f"invalid QoS {sub.qos!r}")
+            if self._v5 and sub.no_local and parse_shared(sub.topic_filter) is not None:
+                raise LocalProtocolError(
+                    "No Local cannot be set on a shared subscription (MQTT-3.8.3-4)"
+                )
+        if not self._v5:
+            subs = tuple(Subscription(s.topic_filter, QOS_BY_VALUE[s.qos]) for s in subs)
+            properties = NO_PROPERTIES
+        self._start_request(Subscribe(1, subs, properties), AWAIT_SUBACK, tag)
+
+    def unsubscribe(
+        self,
+        topic_filters: Sequence[str],
+        properties: Properties = NO_PROPERTIES,
+        *,
+        tag: object = None,
+        now: float,
+    ) -> None:
+        """Send UNSUBSCRIBE (now if connected, otherwise after the next CONNACK).
+
+        The filters are forgotten at once for ``restore_subscriptions``.
+
+        Raises:
+            InvalidTopicError: a filter is invalid.
+            LocalProtocolError: no filters (MQTT-3.10.3-2), no free packet id.
+            PacketTooLargeError: the packet exceeds the maximum packet size.
+        """
+        self._now = now
+        if isinstance(topic_filters, str):
+            topic_filters = (topic_filters,)
+        filters = tuple(topic_filters)
+        if not filters:
+            raise LocalProtocolError("UNSUBSCRIBE needs at least one topic filter (MQTT-3.10.3-2)")
+        for topic_filter in filters:
+            validate_filter(topic_filter)
+        if not self._v5:
+            properties = NO_PROPERTIES
+        self._start_request(Unsubscribe(1, filters, properties), AWAIT_UNSUBACK, tag)
+        for topic_filter in filters:
+            self._subscriptions.pop(topic_filter, None)
+
+    def _start_request(self, packet: Subscribe | Unsubscribe, kind: int, tag: object) -> None:
+        size = encoded_size(packet, self._version)
+        if size > self._max_out:
+            raise PacketTooLargeError(size, self._max_out)
+        pid = self._allocate_id()
+        if not pid:
+            raise LocalProtocolError("all 65535 packet identifiers are in use")
+        packet = replace(packet, packet_id=pid)
+        self._flows[pid] = Flow(kind, packet, tag)
+        if self.state is ConnectionState.CONNECTED:
+            self._send(packet)
+
+    def _on_puback(self, packet: PubAck) -> None:
+        self._incoming_control(packet)
+        pid = packet.packet_id
+        flow = self._flows.get(pid)
+        if flow is None or flow.kind != AWAIT_PUBACK:
+            self._unexpected_ack(packet, flow)
+        del self._flows[pid]
+        self._inflight -= 1
+        if flow.tag is not None:
+            self._events.append(PublishDone(flow.tag, pid, packet.reason_code, packet.properties))
+        if self._waiting:
+            self._drain()
+
+    def _on_pubrec(self, packet: PubRec) -> None:
+        self._incoming_control(packet)
+        pid = packet.packet_id
+        flow = self._flows.get(pid)
+        if flow is None or (flow.kind != AWAIT_PUBREC and flow.kind != AWAIT_PUBCOMP):
+            self._unexpected_ack(packet, flow)
+        if packet.reason_code >= 0x80:
+            # A failing PUBREC ends the flow without PUBREL (MQTT-4.3.3).
+            del self._flows[pid]
+            self._inflight -= 1
+            if flow.tag is not None:
+                self._events.append(
+                    PublishDone(flow.tag, pid, packet.reason_code, packet.properties)
+                )
+            if self._waiting:
+                self._drain()
+            return
+        flow.kind = AWAIT_PUBCOMP
+        self._send(PubRel(pid))
+
+    def _on_pubcomp(self, packet: PubComp) -> None:
+        self._incoming_control(packet)
+        pid = packet.packet_id
+        flow = self._flows.get(pid)
+        if flow is None or flow.kind != AWAIT_PUBCOMP:
+            self._unexpected_ack(packet, flow)
+        del self._flows[pid]
+        self._inflight -= 1
+        if flow.tag is not None:
+            self._events.append(PublishDone(flow.tag, pid, packet.reason_code, packet.properties))
+        if self._waiting:
+            self._drain()
+
+    def _unexpected_ack(self, packet: Packet, flow: Flow | None) -> NoReturn:
+        name = type(packet).__name__
+        pid = getattr(packet, "packet_id", 0)
+        if flow is None:
+            message = f"{name} for packet id {pid}, which no flow holds"
+        else:
+            message = f"{name} for packet id {pid}, which awaits a different packet"
+        self._fail(message, ReasonCode.PROTOCOL_ERROR)
+
+    def _on_suback(self, packet: SubAck) -> None:
+        self._incoming_control(packet)
+        pid = packet.packet_id
+        flow = self._flows.get(pid)
+        request = flow.packet if flow is not None else None
+        if not isinstance(request, Subscribe):
+            self._unexpected_ack(packet, flow)
+        assert flow is not None
+        if len(packet.reason_codes) != len(request.subscriptions):
+            self._fail(
+                f"SUBACK carries {len(packet.reason_codes)} codes for "
+                f"{len(request.subscriptions)} filters (MQTT-3.8.4-6)",
+                ReasonCode.PROTOCOL_ERROR,
+            )
+        del self._flows[pid]
+        remembered = self._subscriptions
+        for sub, code in zip(request.subscriptions, packet.reason_codes, strict=True):
+            if code < 0x80:
+                remembered[sub.topic_filter] = (sub, request.properties)
+        if flow.tag is not None:
+            self._events.append(
+                SubscribeDone(flow.tag, pid, packet.reason_codes, packet.properties)
+            )
+
+    def _on_unsuback(self, packet: UnsubAck) -> None:
+        self._incoming_control(packet)
+        pid = packet.packet_id
+        flow = self._flows.get(pid)
+        request = flow.packet if flow is not None else None
+        if not isinstance(request, Unsubscribe):
+            self._unexpected_ack(packet, flow)
+        assert flow is not None
+        expected = len(request.topic_filters) if self._v5 else 0
+        if len(packet.reason_codes) != expected:
+            self._fail(
+                f"UNSUBACK carries {len(packet.reason_codes)} codes for "
+                f"{len(request.topic_filters)} filters (MQTT-3.11.3-1)",
+                ReasonCode.PROTOCOL_ERROR,
+            )
+        del self._flows[pid]
+        for topic_filter in request.topic_filters:
+            self._subscriptions.pop(topic_filter, None)
+        if flow.tag is not None:
+            self._events.append(
+                UnsubscribeDone(flow.tag, pid, packet.reason_codes, packet.properties)
+            )

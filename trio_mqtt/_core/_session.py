@@ -1,0 +1,223 @@
+"""Shared plumbing of the client session: connection states, counters, flows, the wire queue.
+
+:class:`_SessionBase` holds every attribute of the session and the few helpers all parts use
+(queueing a packet for the wire, failing the connection on a broker's protocol error). The
+outgoing and incoming halves of the protocol live in ``_outgoing.py`` and ``_incoming.py`` as
+mixins over it; ``_state.py`` assembles them into :class:`~trio_mqtt._core._state.ClientState`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from typing import NoReturn
+
+from ._codec import PacketDecoder, encode
+from ._config import SessionConfig
+from ._errors import RemoteProtocolError
+from ._events import Event, Incoming, Outgoing
+from ._packets import (
+    ConnAck,
+    Disconnect,
+    Packet,
+    Properties,
+    ProtocolVersion,
+    Publish,
+    QoS,
+    Subscribe,
+    Subscription,
+    Unsubscribe,
+)
+from ._reason_codes import ReasonCode
+
+__all__ = ["ConnectionState", "SessionStatistics"]
+
+#: Largest packet MQTT can express (fixed header included); "no limit" in MQTT 5 negotiation.
+MQTT_MAX_PACKET = 268_435_460
+QOS_BY_VALUE = {0: QoS.AT_MOST_ONCE, 1: QoS.AT_LEAST_ONCE, 2: QoS.EXACTLY_ONCE}
+
+# Outgoing flow kinds (values of _Flow.kind).
+AWAIT_PUBACK = 1
+AWAIT_PUBREC = 2
+AWAIT_PUBCOMP = 3
+AWAIT_SUBACK = 4
+AWAIT_UNSUBACK = 5
+
+# Incoming publish states (values of ``_incoming``).
+IN_QOS1_UNACKED = 1
+IN_QOS2_UNACKED = 2
+IN_QOS2_RECEIVED = 3
+
+
+class ConnectionState(enum.Enum):
+    """Where the current network connection stands."""
+
+    #: No transport (initial state, or after :meth:`ClientState.connection_lost`).
+    DISCONNECTED = "disconnected"
+    #: CONNECT queued, CONNACK not yet received.
+    CONNECTING = "connecting"
+    #: CONNACK accepted: requests flow.
+    CONNECTED = "connected"
+    #: DISCONNECT queued by :meth:`ClientState.disconnect`; nothing more is sent.
+    CLOSED = "closed"
+
+
+@dataclass(slots=True)
+class SessionStatistics:
+    """Counters of one :class:`ClientState` (they survive reconnects).
+
+    Attributes:
+        packets_sent, packets_received: control packets queued to / decoded from the wire.
+        bytes_sent, bytes_received: bytes queued to / fed from the wire.
+        publishes_sent, publishes_received: PUBLISH packets among those (replays included).
+        retransmissions: PUBLISH and PUBREL packets re-sent after a session resumed.
+        duplicates_suppressed: incoming QoS 2 retransmissions answered but not delivered again.
+        pings_sent: PINGREQ packets sent.
+        publishes_discarded: admitted publishes refused at send time because a limit the broker
+            announced later (packet size, maximum QoS, retain) forbids them; each completes
+            with a failing reason code.
+        sessions_lost: reconnects where the broker had lost our session state.
+    """
+
+    packets_sent: int = 0
+    packets_received: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    publishes_sent: int = 0
+    publishes_received: int = 0
+    retransmissions: int = 0
+    duplicates_suppressed: int = 0
+    pings_sent: int = 0
+    publishes_discarded: int = 0
+    sessions_lost: int = 0
+
+
+class Flow:
+    """One outgoing exchange holding a packet id."""
+
+    __slots__ = ("kind", "packet", "tag")
+
+    def __init__(self, kind: int, packet: Publish | Subscribe | Unsubscribe, tag: object) -> None:
+        self.kind = kind
+        self.packet = packet
+        self.tag = tag
+
+
+class _SessionBase:
+    """Attributes and wire helpers shared by the outgoing and incoming mixins."""
+
+    def __init__(self, config: SessionConfig) -> None:
+        self.config = config
+        self._version = config.protocol_version
+        self._v5 = config.protocol_version == ProtocolVersion.V5
+        #: Current connection state.
+        self.state = ConnectionState.DISCONNECTED
+        #: The CONNACK of the current connection (None before it arrives).
+        self.connack: ConnAck | None = None
+        #: Counters; see :class:`SessionStatistics`.
+        self.statistics = SessionStatistics()
+        #: Client identifier used on CONNECT (a broker-assigned one is adopted).
+        self.client_id = config.client_id
+        #: Current outgoing window: min(config.inflight, the broker's Receive Maximum).
+        self.window = config.inflight
+        self._decoder: PacketDecoder | None = None
+        self._out: list[bytes] = []
+        self._events: list[Event] = []
+        self._wire_open = False
+        # Outgoing session state.
+        self._flows: dict[int, Flow] = {}
+        self._inflight = 0
+        self._waiting: deque[tuple[Publish, object]] = deque()
+        self._last_id = 0
+        self._subscriptions: dict[str, tuple[Subscription, Properties]] = {}
+        # Incoming session state.
+        self._incoming: dict[int, int] = {}
+        # Per-connection state.
+        self._max_out = config.max_outgoing_packet_size
+        self._max_qos = 2
+        self._retain_available = True
+        self._keep_alive = config.keep_alive
+        self._session_expiry = config.connect_properties.session_expiry_interval or 0
+        self._in_aliases: dict[int, str] = {}
+        self._out_aliases: OrderedDict[str, int] = OrderedDict()
+        self._out_alias_max = 0
+        self._reauth_pending = False
+        self._now = 0.0
+        self._last_sent = 0.0
+        self._ping_outstanding = False
+        self._ping_wait_start = 0.0
+        self._reader_paused = False
+        self._valid_topics: set[str] = set()
+
+    @property
+    def inflight_count(self) -> int:
+        """Outgoing QoS 1/2 publishes holding a window slot."""
+        return self._inflight
+
+    @property
+    def waiting_count(self) -> int:
+        """Publishes admitted but not yet sent (window full or not connected)."""
+        return len(self._waiting)
+
+    def can_publish(self) -> bool:
+        """True when a new QoS 1/2 publish would be sent at once."""
+        return (
+            self.state is ConnectionState.CONNECTED
+            and not self._waiting
+            and self._inflight < self.window
+        )
+
+    def is_idle(self) -> bool:
+        """True when nothing is in flight or waiting, in either direction."""
+        return not self._flows and not self._waiting and not self._incoming
+
+    def held_packet_ids(self) -> frozenset[int]:
+        """Packet ids currently held by outgoing flows (for tests and debugging)."""
+        return frozenset(self._flows)
+
+    def data_to_send(self) -> bytes:
+        """Return every byte queued for the wire since the last call (``b""`` if none)."""
+        out = self._out
+        if not out:
+            return b""
+        self._out = []
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def take_events(self) -> list[Event]:
+        """Return the events produced since the last call, oldest first."""
+        events = self._events
+        self._events = []
+        return events
+
+    def _send(self, packet: Packet, data: bytes | None = None) -> None:
+        if not self._wire_open:
+            return
+        if data is None:
+            data = encode(packet, self._version)
+        self._out.append(data)
+        self._events.append(Outgoing(packet))
+        stats = self.statistics
+        stats.packets_sent += 1
+        stats.bytes_sent += len(data)
+        self._last_sent = self._now
+
+    def _fail(self, message: str, code: ReasonCode) -> NoReturn:
+        self._fail_with(RemoteProtocolError(message, reason_code=code))
+
+    def _fail_with(self, exc: RemoteProtocolError) -> NoReturn:
+        # A v5 client tells the broker why it closes (MQTT-4.13.1-1); 3.1.1 just closes.
+        if self._v5 and self._wire_open:
+            self._send(Disconnect(int(exc.reason_code)))
+        self._wire_open = False
+        self.state = ConnectionState.DISCONNECTED
+        raise exc
+
+    def _incoming_control(self, packet: Packet) -> None:
+        self.statistics.packets_received += 1
+        self._events.append(Incoming(packet))
+        if self.state is ConnectionState.CONNECTING:
+            self._fail(
+                f"{type(packet).__name__} received before CONNACK (MQTT-3.2.0-1)",
+                ReasonCode.PROTOCOL_ERROR,
+            )

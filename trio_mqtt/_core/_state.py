@@ -1,0 +1,480 @@
+"""The client session state machine (sans-IO): what to send, what to expect, what to report.
+
+Theory of operation
+-------------------
+:class:`ClientState` owns every piece of MQTT session state and no I/O. The Trio layer hands it
+received bytes (:meth:`~ClientState.receive_data`) and application requests
+(:meth:`~ClientState.publish`, :meth:`~ClientState.subscribe`, ...); it answers with bytes to
+write (:meth:`~ClientState.data_to_send`) and events (:meth:`~ClientState.take_events`). Time is
+passed in as ``now``; :meth:`~ClientState.next_deadline` says when to call
+:meth:`~ClientState.handle_timeout` next.
+
+Outgoing flows live in one insertion-ordered dict ``_flows`` keyed by packet id; it holds every
+QoS 1/2 PUBLISH awaiting its acknowledgement and every SUBSCRIBE/UNSUBSCRIBE awaiting its answer,
+so "is this id free" is one dict lookup and an id is never reused while any flow holds it
+(MQTT-2.2.1-3). Insertion order is send order, which is the order of replay after a reconnect
+(MQTT-4.4.0-1, MQTT-4.6.0-1). Publishes that cannot go out yet (window full, not connected, or
+queued behind such a publish) wait, without a packet id, in the ``_waiting`` deque; they get
+their id when they enter the window, so a full window never pins ids.
+
+The window counts QoS 1/2 publishes only: a QoS 1 publish holds its slot until PUBACK, a QoS 2
+publish until PUBCOMP or a PUBREC with a failure code (MQTT-4.3.3, MQTT-4.9.0-2). Acks, PUBREL,
+SUBSCRIBE, UNSUBSCRIBE, PINGREQ and DISCONNECT never wait for the window.
+
+Incoming QoS 1/2 publishes that still need something from us live in ``_incoming`` (the broker's
+packet ids): QoS 1 awaiting a manual ack, QoS 2 awaiting a manual ack, or QoS 2 acknowledged with
+PUBREC and awaiting PUBREL. A QoS 2 PUBLISH for an id held there is a retransmission: it is
+answered (PUBREC again once acked) but not delivered twice (MQTT-4.3.3-10 in MQTT 5 numbering;
+"method B" of MQTT 3.1.1 section 4.3.3).
+
+Keepalive: a PINGREQ goes out only after ``keep_alive`` seconds without sending anything
+(MQTT-3.1.2-23); the PINGRESP must then arrive within ``ping_timeout`` seconds or
+:class:`~trio_mqtt._core._errors.KeepAliveTimeout` is raised. A half-open connection is therefore
+noticed at most ``keep_alive + ping_timeout`` seconds after the last packet we sent. While the
+reader is paused (slow application) the PINGRESP timer is suspended: the answer may be sitting
+unread in the socket.
+
+After a reconnect, CONNACK decides: with session present, unacknowledged PUBLISH (DUP=1,
+MQTT-3.3.1-1) and PUBREL are re-sent first with their original ids, then unanswered
+SUBSCRIBE/UNSUBSCRIBE; without session, unacknowledged QoS 1/2 publishes are sent again as new
+messages (or dropped and reported, per ``resend_on_session_loss``), QoS 2 publishes that already
+got PUBREC count as delivered (the broker had taken ownership of the message), incoming QoS 2
+ids are forgotten and, with ``restore_subscriptions``, the remembered filters are subscribed
+again. One :class:`~trio_mqtt._core._events.SessionLost` event reports the counts.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import replace
+
+from ._codec import PacketDecoder
+from ._config import SessionConfig
+from ._errors import (
+    ConnectionRefused,
+    DisconnectedByBroker,
+    KeepAliveTimeout,
+    LocalProtocolError,
+    MalformedPacketError,
+)
+from ._events import Incoming, PublishDone, PublishDropped, SessionLost
+from ._incoming import _IncomingMixin
+from ._outgoing import _OutgoingMixin
+from ._packets import (
+    NO_PROPERTIES,
+    Auth,
+    ConnAck,
+    Connect,
+    Disconnect,
+    Packet,
+    PingReq,
+    PingResp,
+    Properties,
+    PubAck,
+    PubComp,
+    Publish,
+    PubRec,
+    PubRel,
+    SubAck,
+    Subscribe,
+    Subscription,
+    UnsubAck,
+    Unsubscribe,
+)
+from ._reason_codes import ReasonCode
+from ._session import (
+    AWAIT_PUBACK,
+    AWAIT_PUBCOMP,
+    AWAIT_PUBREC,
+    AWAIT_SUBACK,
+    MQTT_MAX_PACKET,
+    ConnectionState,
+    Flow,
+    SessionStatistics,
+)
+
+__all__ = ["ClientState", "ConnectionState", "SessionStatistics"]
+
+
+class ClientState(_OutgoingMixin, _IncomingMixin):
+    """The sans-IO MQTT client session.
+
+    Every method is synchronous and either completes or raises without corrupting the state.
+    Requests raise :class:`~trio_mqtt._core._errors.LocalProtocolError` subclasses for invalid
+    input, before anything is queued.
+
+    Args:
+        config: the session settings.
+    """
+
+    def __init__(self, config: SessionConfig) -> None:
+        super().__init__(config)
+        self._handlers: dict[type[Packet], Callable[[Packet], None]] = {
+            Publish: self._on_publish,  # type: ignore[dict-item]
+            PubAck: self._on_puback,  # type: ignore[dict-item]
+            PubRec: self._on_pubrec,  # type: ignore[dict-item]
+            PubRel: self._on_pubrel,  # type: ignore[dict-item]
+            PubComp: self._on_pubcomp,  # type: ignore[dict-item]
+            SubAck: self._on_suback,  # type: ignore[dict-item]
+            UnsubAck: self._on_unsuback,  # type: ignore[dict-item]
+            PingResp: self._on_pingresp,  # type: ignore[dict-item]
+            ConnAck: self._on_connack,  # type: ignore[dict-item]
+            Disconnect: self._on_disconnect,  # type: ignore[dict-item]
+            Auth: self._on_auth,  # type: ignore[dict-item]
+            Connect: self._on_forbidden,
+            Subscribe: self._on_forbidden,
+            Unsubscribe: self._on_forbidden,
+            PingReq: self._on_forbidden,
+        }
+
+    def connect(self, now: float) -> None:
+        """Start a new network connection: reset per-connection state and queue CONNECT."""
+        config = self.config
+        self._now = now
+        self._decoder = PacketDecoder(self._version, config.max_incoming_packet_size)
+        self._out = []
+        self._wire_open = True
+        self.state = ConnectionState.CONNECTING
+        self.connack = None
+        self.window = config.inflight
+        self._max_out = config.max_outgoing_packet_size
+        self._max_qos = 2
+        self._retain_available = True
+        self._keep_alive = config.keep_alive
+        self._in_aliases = {}
+        self._out_aliases = OrderedDict()
+        self._out_alias_max = 0
+        self._reauth_pending = False
+        self._ping_outstanding = False
+        self._reader_paused = False
+        self._send(self._build_connect())
+
+    def _build_connect(self) -> Connect:
+        config = self.config
+        props = NO_PROPERTIES
+        if self._v5:
+            props = config.connect_properties
+            changes: dict[str, object] = {}
+            if config.receive_maximum < 65535:
+                changes["receive_maximum"] = config.receive_maximum
+            if config.max_incoming_packet_size < MQTT_MAX_PACKET:
+                changes["maximum_packet_size"] = config.max_incoming_packet_size
+            if config.topic_alias_maximum > 0:
+                changes["topic_alias_maximum"] = config.topic_alias_maximum
+            auth = config.authenticator
+            if auth is not None:
+                changes["authentication_method"] = auth.method
+                changes["authentication_data"] = auth.initial_data()
+            if changes:
+                props = replace(props, **changes)  # type: ignore[arg-type]
+        return Connect(
+            client_id=self.client_id,
+            protocol_version=self._version,
+            keep_alive=config.keep_alive,
+            clean_start=config.clean_start,
+            username=config.username,
+            password=config.password,
+            will=config.will,
+            properties=props,
+        )
+
+    def connection_lost(self, now: float) -> None:
+        """The transport is gone: keep the session, forget the connection."""
+        self._now = now
+        self._wire_open = False
+        self._out = []
+        self._ping_outstanding = False
+        self._reauth_pending = False
+        self.state = ConnectionState.DISCONNECTED
+
+    def disconnect(
+        self, now: float, reason_code: int = 0, properties: Properties = NO_PROPERTIES
+    ) -> None:
+        """Queue DISCONNECT; afterwards nothing else is sent (state CLOSED).
+
+        The session (unacknowledged publishes included) is kept: a later :meth:`connect`
+        resumes it.
+
+        Raises:
+            LocalProtocolError: a v5 Session Expiry Interval is set although CONNECT carried
+                zero (MQTT-3.14.2-2).
+        """
+        self._now = now
+        if self._v5:
+            expiry = properties.session_expiry_interval
+            if expiry and not self._session_expiry:
+                raise LocalProtocolError(
+                    "cannot set a session expiry interval on DISCONNECT when CONNECT had none"
+                    " (MQTT-3.14.2-2)"
+                )
+            packet = Disconnect(reason_code, properties)
+        else:
+            packet = Disconnect()
+        if self.state in (ConnectionState.CONNECTING, ConnectionState.CONNECTED):
+            self._send(packet)
+        self._wire_open = False
+        self.state = ConnectionState.CLOSED
+
+    def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> None:
+        """Decode every complete packet in ``data`` (plus earlier leftovers) and process it.
+
+        Raises:
+            ConnectionRefused: CONNACK with a failure code.
+            RemoteProtocolError: the broker broke the protocol (for v5 a DISCONNECT with the
+                error's reason code is queued first).
+            MalformedPacketError: undecodable bytes (same DISCONNECT rule).
+            DisconnectedByBroker: the broker sent a v5 DISCONNECT.
+        """
+        decoder = self._decoder
+        if decoder is None:
+            raise LocalProtocolError("receive_data() called before connect()")
+        self._now = now
+        self.statistics.bytes_received += len(data)
+        decoder.feed(data)
+        handlers = self._handlers
+        while True:
+            try:
+                packet = decoder.next_packet()
+            except MalformedPacketError as exc:
+                self._fail_with(exc)
+            if packet is None:
+                return
+            handlers[type(packet)](packet)
+
+    def receive_packet(self, packet: Packet, now: float) -> None:
+        """Process one already-decoded packet (same rules as :meth:`receive_data`)."""
+        self._now = now
+        self._handlers[type(packet)](packet)
+
+    def _on_forbidden(self, packet: Packet) -> None:
+        self.statistics.packets_received += 1
+        self._events.append(Incoming(packet))
+        self._fail(f"a server must not send {type(packet).__name__}", ReasonCode.PROTOCOL_ERROR)
+
+    def _on_connack(self, packet: ConnAck) -> None:
+        self.statistics.packets_received += 1
+        self._events.append(Incoming(packet))
+        if self.state is not ConnectionState.CONNECTING:
+            self._fail("unexpected CONNACK (only one per connection)", ReasonCode.PROTOCOL_ERROR)
+        self.connack = packet
+        if packet.reason_code != 0:
+            self._wire_open = False
+            self.state = ConnectionState.DISCONNECTED
+            raise ConnectionRefused(packet.reason_code, packet.properties.reason_string)
+        if packet.session_present and self.config.clean_start:
+            # MQTT-3.2.2-4: a client without session state must close on session present = 1.
+            self._fail(
+                "CONNACK says session present although we asked for a clean start",
+                ReasonCode.PROTOCOL_ERROR,
+            )
+        if self._v5:
+            self._apply_connack_properties(packet.properties)
+        self.state = ConnectionState.CONNECTED
+        if packet.session_present:
+            self._replay()
+        else:
+            self._session_lost()
+        self._drain()
+
+    def _apply_connack_properties(self, props: Properties) -> None:
+        config = self.config
+        if props.receive_maximum is not None:
+            # MQTT-3.3.4-7: never more unacknowledged QoS>0 publishes than Receive Maximum.
+            self.window = max(1, min(config.inflight, props.receive_maximum))
+        if props.maximum_packet_size is not None:
+            # MQTT-3.2.2-15: never send a packet larger than the broker's Maximum Packet Size.
+            self._max_out = min(config.max_outgoing_packet_size, props.maximum_packet_size)
+        if props.topic_alias_maximum and config.outgoing_topic_aliases:
+            self._out_alias_max = props.topic_alias_maximum
+        if props.maximum_qos is not None:
+            self._max_qos = props.maximum_qos
+        if props.retain_available is not None:
+            self._retain_available = bool(props.retain_available)
+        if props.server_keep_alive is not None:
+            # MQTT-3.2.2-21: the broker's keep alive replaces ours.
+            self._keep_alive = props.server_keep_alive
+        if props.assigned_client_identifier is not None:
+            self.client_id = props.assigned_client_identifier
+        if props.session_expiry_interval is not None:
+            self._session_expiry = props.session_expiry_interval
+        auth = config.authenticator
+        if auth is not None:
+            auth.complete(props.authentication_data)
+
+    def _replay(self) -> None:
+        # MQTT-4.4.0-1: resend unacknowledged PUBLISH (DUP=1, MQTT-3.3.1-1) and PUBREL with
+        # their original packet ids, in their original order.
+        stats = self.statistics
+        for pid, flow in self._flows.items():
+            kind = flow.kind
+            if kind in (AWAIT_PUBACK, AWAIT_PUBREC):
+                packet = flow.packet
+                assert isinstance(packet, Publish)
+                if not packet.dup:
+                    packet = replace(packet, dup=True)
+                    flow.packet = packet
+                stats.retransmissions += 1
+                stats.publishes_sent += 1
+                self._send(packet)
+            elif kind == AWAIT_PUBCOMP:
+                stats.retransmissions += 1
+                self._send(PubRel(pid))
+            else:
+                self._send(flow.packet)
+
+    def _session_lost(self) -> None:
+        config = self.config
+        old = list(self._flows.values())
+        forgotten_incoming = len(self._incoming)
+        self._flows = {}
+        self._inflight = 0
+        self._incoming = {}
+        resent = dropped = completed = 0
+        requeue: list[tuple[Publish, object]] = []
+        requests: list[Flow] = []
+        for flow in old:
+            packet = flow.packet
+            if flow.kind in (AWAIT_PUBACK, AWAIT_PUBREC):
+                assert isinstance(packet, Publish)
+                fresh = replace(packet, dup=False, packet_id=0)
+                if config.resend_on_session_loss:
+                    requeue.append((fresh, flow.tag))
+                    resent += 1
+                else:
+                    self._events.append(PublishDropped(flow.tag, packet))
+                    dropped += 1
+            elif flow.kind == AWAIT_PUBCOMP:
+                # PUBREC means the broker owns the message: count it as delivered.
+                completed += 1
+                if flow.tag is not None:
+                    self._events.append(PublishDone(flow.tag, packet.packet_id))
+            else:
+                requests.append(flow)
+        self._waiting.extendleft(reversed(requeue))
+        # Unanswered SUBSCRIBE/UNSUBSCRIBE keep their ids; register them before restoring
+        # subscriptions so that the new SUBSCRIBE packets cannot take the same ids.
+        for flow in requests:
+            self._flows[flow.packet.packet_id] = flow
+        resubscribed = 0
+        if config.restore_subscriptions and self._subscriptions:
+            resubscribed = self._restore_subscriptions(requests)
+        for flow in requests:
+            self._send(flow.packet)
+        if resent or dropped or completed or resubscribed or forgotten_incoming:
+            self.statistics.sessions_lost += 1
+            self._events.append(SessionLost(resent, dropped, completed, resubscribed))
+
+    def _restore_subscriptions(self, pending: list[Flow]) -> int:
+        already: set[str] = set()
+        for flow in pending:
+            if isinstance(flow.packet, Subscribe):
+                already.update(s.topic_filter for s in flow.packet.subscriptions)
+        groups: dict[Properties, list[Subscription]] = {}
+        for topic_filter, (sub, props) in self._subscriptions.items():
+            if topic_filter not in already:
+                groups.setdefault(props, []).append(sub)
+        count = 0
+        for props, subs in groups.items():
+            pid = self._allocate_id()
+            if not pid:
+                break
+            packet = Subscribe(pid, tuple(subs), props)
+            self._flows[pid] = Flow(AWAIT_SUBACK, packet, None)
+            self._send(packet)
+            count += len(subs)
+        return count
+
+    def _on_pingresp(self, packet: PingResp) -> None:
+        self._incoming_control(packet)
+        self._ping_outstanding = False
+
+    def _on_disconnect(self, packet: Disconnect) -> None:
+        self.statistics.packets_received += 1
+        self._events.append(Incoming(packet))
+        if not self._v5:
+            self._fail("a 3.1.1 server must not send DISCONNECT", ReasonCode.PROTOCOL_ERROR)
+        self._wire_open = False
+        self.state = ConnectionState.DISCONNECTED
+        raise DisconnectedByBroker(packet.reason_code, packet.properties.reason_string)
+
+    def _on_auth(self, packet: Auth) -> None:
+        self.statistics.packets_received += 1
+        self._events.append(Incoming(packet))
+        auth = self.config.authenticator
+        if auth is None or not self._v5:
+            self._fail("AUTH received but no authentication is in use", ReasonCode.PROTOCOL_ERROR)
+        props = packet.properties
+        if props.authentication_method != auth.method:
+            # MQTT-4.12.0-5 / MQTT-3.15.2-1: the method must stay the same.
+            self._fail("AUTH with a different authentication method", ReasonCode.PROTOCOL_ERROR)
+        code = packet.reason_code
+        if code == ReasonCode.CONTINUE_AUTHENTICATION:
+            if self.state is ConnectionState.CONNECTED and not self._reauth_pending:
+                self._fail("unsolicited AUTH challenge", ReasonCode.PROTOCOL_ERROR)
+            data = auth.challenge(props.authentication_data)
+            reply = Properties(authentication_method=auth.method, authentication_data=data)
+            self._send(Auth(int(ReasonCode.CONTINUE_AUTHENTICATION), reply))
+        elif code == ReasonCode.SUCCESS and self._reauth_pending:
+            self._reauth_pending = False
+            auth.complete(props.authentication_data)
+        else:
+            self._fail(f"unexpected AUTH reason code 0x{code:02x}", ReasonCode.PROTOCOL_ERROR)
+
+    def reauthenticate(self, now: float) -> None:
+        """Start MQTT 5 re-authentication: AUTH 0x19 with the authenticator's initial data.
+
+        Raises:
+            LocalProtocolError: not MQTT 5, no authenticator, or not connected.
+        """
+        self._now = now
+        auth = self.config.authenticator
+        if not self._v5 or auth is None:
+            raise LocalProtocolError("re-authentication needs MQTT 5 and an authenticator")
+        if self.state is not ConnectionState.CONNECTED:
+            raise LocalProtocolError("re-authentication needs an established connection")
+        props = Properties(
+            authentication_method=auth.method, authentication_data=auth.initial_data()
+        )
+        self._reauth_pending = True
+        self._send(Auth(int(ReasonCode.RE_AUTHENTICATE), props))
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`handle_timeout` must next be called, or None (nothing to time)."""
+        if self.state is not ConnectionState.CONNECTED or not self._keep_alive:
+            return None
+        if self._ping_outstanding:
+            if self._reader_paused:
+                return None
+            return self._ping_wait_start + self.config.ping_timeout
+        return self._last_sent + self._keep_alive
+
+    def handle_timeout(self, now: float) -> None:
+        """Queue PINGREQ when the link has been quiet; raise when PINGRESP is overdue.
+
+        Raises:
+            KeepAliveTimeout: no PINGRESP within ``ping_timeout`` seconds of the PINGREQ
+                (reader not paused).
+        """
+        self._now = now
+        if self.state is not ConnectionState.CONNECTED or not self._keep_alive:
+            return
+        if self._ping_outstanding:
+            if not self._reader_paused and now >= self._ping_wait_start + self.config.ping_timeout:
+                self._wire_open = False
+                self.state = ConnectionState.DISCONNECTED
+                raise KeepAliveTimeout(
+                    f"no PINGRESP within {self.config.ping_timeout} s of PINGREQ"
+                )
+        elif now >= self._last_sent + self._keep_alive:
+            self._ping_outstanding = True
+            self._ping_wait_start = now
+            self.statistics.pings_sent += 1
+            self._send(PingReq())
+
+    def set_reader_paused(self, paused: bool, now: float) -> None:
+        """Tell the core whether the reader stopped reading (slow application)."""
+        self._now = now
+        if self._reader_paused and not paused:
+            self._ping_wait_start = now
+        self._reader_paused = paused
