@@ -72,8 +72,8 @@ class TcpTransport:
 
     def configure(self, stream: trio.SocketStream) -> None:
         """Apply the socket options to a connected socket stream."""
-        if self.nodelay:
-            stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # Trio turns Nagle off by itself; set the option both ways so that it says what we mean.
+        stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1 if self.nodelay else 0)
         if self.send_buffer_size is not None:
             stream.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer_size)
         if self.receive_buffer_size is not None:
