@@ -1,7 +1,17 @@
-"""trio-mqtt: a Trio-native MQTT 3.1.1 and 5.0 client with a sans-IO protocol core."""
+"""trio-mqtt: a Trio-native MQTT 3.1.1 and 5.0 client with a sans-IO protocol core.
+
+The public API is re-exported here; the sans-IO core is in :mod:`trio_mqtt.sansio`, the
+synchronous API in :mod:`trio_mqtt.sync` and the test fixtures in :mod:`trio_mqtt.testing`.
+"""
 
 from __future__ import annotations
 
+from ._client import Client as Client, SubscriptionRefused as SubscriptionRefused
+from ._connection import (
+    ConnectionStatistics as ConnectionStatistics,
+    MqttConnection as MqttConnection,
+    open_mqtt_connection as open_mqtt_connection,
+)
 from ._core._errors import (
     ConnectionClosed as ConnectionClosed,
     ConnectionLost as ConnectionLost,
@@ -21,39 +31,108 @@ from ._core._errors import (
     TransportError as TransportError,
     UnknownPacketIdError as UnknownPacketIdError,
 )
+from ._core._events import (
+    Incoming as Incoming,
+    Outgoing as Outgoing,
+    PublishDropped as PublishDropped,
+    SessionLost as SessionLost,
+)
 from ._core._packets import (
+    Properties as Properties,
     ProtocolVersion as ProtocolVersion,
+    Publish as Publish,
     QoS as QoS,
     RetainHandling as RetainHandling,
+    Subscription as Subscription,
+    Will as Will,
 )
 from ._core._reason_codes import (
     ConnectReturnCode as ConnectReturnCode,
     ReasonCode as ReasonCode,
 )
+from ._dispatch import (
+    Disconnected as Disconnected,
+    MessageStream as MessageStream,
+    Reconnecting as Reconnecting,
+)
+from ._options import MqttOptions as MqttOptions, ReconnectPolicy as ReconnectPolicy
+from ._requests import (
+    PublishResult as PublishResult,
+    SubscribeResult as SubscribeResult,
+    Tracker as Tracker,
+    UnsubscribeResult as UnsubscribeResult,
+)
+from ._transports import (
+    CertificateVerificationError as CertificateVerificationError,
+    HttpProxy as HttpProxy,
+    ProxyError as ProxyError,
+    TcpTransport as TcpTransport,
+    TlsConfigurationError as TlsConfigurationError,
+    TlsError as TlsError,
+    TlsTransport as TlsTransport,
+    Transport as Transport,
+    UnixSocketTransport as UnixSocketTransport,
+    WebSocketError as WebSocketError,
+    WebSocketRequest as WebSocketRequest,
+    WebSocketTransport as WebSocketTransport,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CertificateVerificationError",
+    "Client",
     "ConnectReturnCode",
     "ConnectTimeout",
     "ConnectionClosed",
     "ConnectionLost",
     "ConnectionRefused",
+    "ConnectionStatistics",
+    "Disconnected",
     "DisconnectedByBroker",
+    "HttpProxy",
+    "Incoming",
     "InvalidOptionError",
     "InvalidTopicError",
     "KeepAliveTimeout",
     "LocalProtocolError",
     "MalformedPacketError",
+    "MessageStream",
+    "MqttConnection",
     "MqttError",
+    "MqttOptions",
+    "Outgoing",
     "PacketTooLargeError",
+    "Properties",
     "ProtocolError",
     "ProtocolVersion",
+    "ProxyError",
+    "Publish",
+    "PublishDropped",
+    "PublishResult",
     "QoS",
     "ReasonCode",
+    "ReconnectPolicy",
+    "Reconnecting",
     "RemoteProtocolError",
     "RequestsDone",
     "RetainHandling",
-    "TransportError",
+    "SessionLost",
+    "SubscribeResult",
+    "Subscription",
+    "SubscriptionRefused",
+    "TcpTransport",
+    "TlsConfigurationError",
+    "TlsError",
+    "TlsTransport",
+    "Tracker",
+    "Transport",
+    "UnixSocketTransport",
     "UnknownPacketIdError",
+    "UnsubscribeResult",
+    "WebSocketError",
+    "WebSocketRequest",
+    "WebSocketTransport",
+    "Will",
+    "open_mqtt_connection",
 ]

@@ -232,6 +232,17 @@ class MqttOptions:
     def _fields(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
+    @classmethod
+    def from_url(cls, url: str, **overrides: Any) -> MqttOptions:
+        """Options from a URL such as ``mqtts://user:pass@host:8883/?client_id=x``.
+
+        Keyword arguments override what the URL says. See :doc:`/connecting` for the schemes
+        and query keys.
+        """
+        from ._url import options_from_url
+
+        return options_from_url(url, **overrides)
+
     def replace(self, **changes: Any) -> MqttOptions:
         """A copy with some options changed (validated again)."""
         return replace(self, **changes)
@@ -281,5 +292,3 @@ class MqttOptions:
             restore_subscriptions=self.restore_subscriptions,
             authenticator=self.authenticator,
         )
-
-

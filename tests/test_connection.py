@@ -1,0 +1,196 @@
+"""The Trio connection against a real mosquitto: requests, events, routes, shutdown."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from trio_mqtt import (
+    ConnectionClosed,
+    ConnectionRefused,
+    Incoming,
+    InvalidTopicError,
+    MqttError,
+    MqttOptions,
+    Outgoing,
+    ProtocolVersion,
+    Publish,
+    QoS,
+    RequestsDone,
+    open_mqtt_connection,
+)
+from trio_mqtt.sansio import ConnAck, PacketType
+from trio_mqtt.testing import MosquittoBroker
+
+VERSIONS = [ProtocolVersion.V311, ProtocolVersion.V5]
+
+
+def options_for(broker: MosquittoBroker, client_id: str, **kwargs: object) -> MqttOptions:
+    return MqttOptions(client_id, broker.host, broker.port, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("qos", [QoS.AT_MOST_ONCE, QoS.AT_LEAST_ONCE, QoS.EXACTLY_ONCE])
+async def test_publish_subscribe_round_trip(
+    mosquitto: MosquittoBroker, version: ProtocolVersion, qos: QoS
+) -> None:
+    with trio.fail_after(10):
+        options = options_for(mosquitto, f"rt-{version}-{qos}", protocol_version=version)
+        async with open_mqtt_connection(options) as conn:
+            result = await conn.client.subscribe("rt/+/x", qos)
+            assert result.reason_codes == (qos,)
+            for i in range(5):
+                await conn.client.publish(f"rt/{i}/x", f"m{i}", qos=qos)
+            received = []
+            async for message in conn.messages():
+                received.append(message)
+                if len(received) == 5:
+                    break
+        assert [m.payload for m in received] == [f"m{i}".encode() for i in range(5)]
+        assert [m.topic for m in received] == [f"rt/{i}/x" for i in range(5)]
+        assert {m.qos for m in received} == {qos}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_events_report_incoming_and_outgoing(
+    mosquitto: MosquittoBroker, version: ProtocolVersion
+) -> None:
+    with trio.fail_after(10):
+        options = options_for(mosquitto, "events", protocol_version=version)
+        async with open_mqtt_connection(options) as conn:
+            await conn.client.subscribe("ev", QoS.AT_LEAST_ONCE)
+            await conn.client.publish("ev", b"x", qos=QoS.AT_LEAST_ONCE)
+            seen: list[object] = []
+            async for event in conn:
+                seen.append(event)
+                if isinstance(event, Incoming) and isinstance(event.packet, Publish):
+                    break
+        kinds = [
+            (type(e).__name__, e.type if isinstance(e, Outgoing) else type(e.packet).__name__)
+            for e in seen
+            if isinstance(e, Incoming | Outgoing)
+        ]
+        assert ("Outgoing", PacketType.CONNECT) in kinds
+        assert ("Incoming", "ConnAck") in kinds
+        assert ("Outgoing", PacketType.SUBSCRIBE) in kinds
+        assert ("Outgoing", PacketType.PUBLISH) in kinds
+        assert isinstance(seen[1], Incoming)
+        assert isinstance(seen[1].packet, ConnAck)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_tracked_publish_reports_acknowledgement(
+    mosquitto: MosquittoBroker, version: ProtocolVersion
+) -> None:
+    with trio.fail_after(10):
+        options = options_for(mosquitto, "tracked", protocol_version=version)
+        async with open_mqtt_connection(options) as conn:
+            for qos in QoS:
+                tracker = await conn.client.publish_tracked("tracked/t", b"x", qos=qos)
+                result = await tracker.wait()
+                assert result.is_success
+                assert (result.packet_id == 0) == (qos == QoS.AT_MOST_ONCE)
+
+
+async def test_requests_done_when_every_handle_is_closed(mosquitto: MosquittoBroker) -> None:
+    with trio.fail_after(10):
+        async with open_mqtt_connection(options_for(mosquitto, "done")) as conn:
+            other = conn.client.clone()
+            await conn.client.aclose()
+            await other.publish("done/t", b"last", qos=QoS.AT_LEAST_ONCE)
+            await other.aclose()
+            events = [event async for event in conn]
+            assert any(isinstance(e, Outgoing) and e.type is PacketType.PUBLISH for e in events)
+            with pytest.raises(RequestsDone):
+                await conn.poll()
+
+
+async def test_user_exception_passes_through_unchanged(mosquitto: MosquittoBroker) -> None:
+    class Boom(Exception):
+        pass
+
+    with trio.fail_after(10), pytest.raises(Boom):
+        async with open_mqtt_connection(options_for(mosquitto, "boom")):
+            raise Boom
+
+
+async def test_cancelling_the_enclosing_scope_closes_quietly(mosquitto: MosquittoBroker) -> None:
+    with trio.fail_after(10):
+        with trio.CancelScope() as scope:
+            async with open_mqtt_connection(options_for(mosquitto, "cancel")) as conn:
+                await conn.client.subscribe("c", QoS.AT_LEAST_ONCE)
+                scope.cancel()
+                await trio.sleep_forever()
+        assert scope.cancelled_caught
+        assert not conn.connected
+        leftover = [event async for event in conn]  # buffered events, then a clean end
+        assert any(isinstance(e, Incoming) for e in leftover)
+        with pytest.raises(ConnectionClosed):
+            await conn.poll()
+
+
+async def test_refused_login_raises_connection_refused(
+    mosquitto_factory: object,
+) -> None:
+    broker = mosquitto_factory(users={"alice": "secret"})  # type: ignore[operator]
+    with trio.fail_after(10):
+        options = options_for(broker, "login", username="alice", password="wrong")
+        with pytest.raises(ConnectionRefused) as info:
+            async with open_mqtt_connection(options):
+                pass  # pragma: no cover
+        assert info.value.reason_code == 5
+        good = options.replace(password="secret")
+        async with open_mqtt_connection(good) as conn:
+            assert conn.connected
+
+
+async def test_invalid_topic_raises_at_the_call_site(mosquitto: MosquittoBroker) -> None:
+    with trio.fail_after(10):
+        async with open_mqtt_connection(options_for(mosquitto, "invalid")) as conn:
+            with pytest.raises(InvalidTopicError):
+                await conn.client.publish("a/+/b", b"x")
+            with pytest.raises(InvalidTopicError):
+                await conn.client.subscribe("a/#/b")
+            assert conn.connected
+
+
+async def test_routes_dispatch_to_child_tasks(mosquitto: MosquittoBroker) -> None:
+    with trio.fail_after(10):
+        async with open_mqtt_connection(options_for(mosquitto, "routes")) as conn:
+            temps: list[str] = []
+            everything: list[str] = []
+            async with (
+                conn.route("sensors/+/temp", qos=QoS.AT_LEAST_ONCE) as temp_messages,
+                conn.route("sensors/#", qos=QoS.AT_LEAST_ONCE) as all_messages,
+                trio.open_nursery() as nursery,
+            ):
+
+                async def collect(stream: object, into: list[str], count: int) -> None:
+                    async for message in stream:  # type: ignore[attr-defined]
+                        into.append(message.topic)
+                        if len(into) == count:
+                            return
+
+                nursery.start_soon(collect, temp_messages, temps, 2)
+                nursery.start_soon(collect, all_messages, everything, 3)
+                await conn.client.publish("sensors/a/temp", b"1", qos=QoS.AT_LEAST_ONCE)
+                await conn.client.publish("sensors/a/humidity", b"2", qos=QoS.AT_LEAST_ONCE)
+                await conn.client.publish("sensors/b/temp", b"3", qos=QoS.AT_LEAST_ONCE)
+                await conn.client.publish("other", b"4", qos=QoS.AT_LEAST_ONCE)
+            assert temps == ["sensors/a/temp", "sensors/b/temp"]
+            assert everything == ["sensors/a/temp", "sensors/a/humidity", "sensors/b/temp"]
+
+
+async def test_no_exception_group_escapes_internal_failure(mosquitto: MosquittoBroker) -> None:
+    with trio.fail_after(10):
+        async with open_mqtt_connection(options_for(mosquitto, "stopper")) as conn:
+            await conn.client.subscribe("s", QoS.AT_LEAST_ONCE)
+            await trio.to_thread.run_sync(mosquitto.stop)
+            error: BaseException | None = None
+            try:
+                while True:
+                    await conn.poll()
+            except BaseException as exc:
+                error = exc
+            assert isinstance(error, MqttError)
+            assert type(error).__name__ != "ExceptionGroup"

@@ -1,0 +1,824 @@
+"""The Trio connection: ``open_mqtt_connection`` and the event loop it runs.
+
+Theory of operation. One :class:`~trio_mqtt.sansio.ClientState` holds all protocol state. Tasks
+in the connection's nursery call into it synchronously (so no task switch happens halfway
+through a state update) and then collect the events it produced:
+
+* the *session* task connects, runs one network connection at a time, and reconnects;
+* per network connection, a *reader* feeds received bytes in, a *writer* sends whatever the
+  state machine queued (everything ready at once goes out in one ``send_all``), and a
+  *keepalive* task sleeps until the deadline the state machine computes;
+* two *intake* tasks take requests from the client channels: control requests always, publishes
+  only while the state machine's waiting queue has room (which blocks publishers when the
+  outgoing window is full, without holding back acks or subscribes).
+
+Connection errors become events: with a reconnect policy the session task reconnects by itself
+(reporting :class:`Disconnected` and :class:`Reconnecting`); without one, ``poll()`` raises the
+error and the next ``poll()`` reconnects, as in rumqttc.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import trio
+
+from ._client import Client
+from ._core._codec import encoded_size
+from ._core._errors import (
+    ConnectionClosed,
+    ConnectionLost,
+    ConnectionRefused,
+    ConnectTimeout,
+    InvalidOptionError,
+    LocalProtocolError,
+    MqttError,
+    PacketTooLargeError,
+    ProtocolError,
+    RemoteProtocolError,
+    RequestsDone,
+)
+from ._core._events import (
+    Incoming,
+    Outgoing,
+    PublishDone,
+    SubscribeDone,
+    UnsubscribeDone,
+)
+from ._core._packets import Publish
+from ._core._state import ClientState, ConnectionState
+from ._core._topics import FilterTree, parse_shared, validate_filter
+from ._dispatch import (
+    Disconnected,
+    EventBuffer,
+    Failure,
+    MessageStream,
+    Overflow,
+    Reconnecting,
+    Route,
+    Signal,
+)
+from ._options import MqttOptions
+from ._requests import (
+    AckRequest,
+    DisconnectRequest,
+    PublishRequest,
+    PublishResult,
+    ReauthRequest,
+    Request,
+    SubscribeRequest,
+    SubscribeResult,
+    Tracker,
+    UnsubscribeRequest,
+    UnsubscribeResult,
+)
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
+
+__all__ = ["ConnectionStatistics", "MqttConnection", "open_mqtt_connection"]
+
+logger = logging.getLogger("trio_mqtt")
+
+RECEIVE_SIZE = 65536
+FATAL_FLUSH_TIMEOUT = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionStatistics:
+    """A snapshot of a connection's counters (see :meth:`MqttConnection.statistics`)."""
+
+    connected: bool
+    inflight: int
+    waiting_publishes: int
+    queued_requests: int
+    buffered_events: int
+    dropped_events: int
+    connects: int
+    packets_sent: int
+    packets_received: int
+    bytes_sent: int
+    bytes_received: int
+
+
+@contextmanager
+def _translate_io_errors(what: str) -> Any:
+    """The one seam where trio, OS and TLS errors become trio-mqtt errors."""
+    try:
+        yield
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+        raise ConnectionLost(f"{what}: {exc or type(exc).__name__}") from exc
+
+
+class MqttConnection:
+    """A running MQTT session, created by :func:`open_mqtt_connection`.
+
+    Iterate it (``async for event in conn``) or call :meth:`poll` for every event, use
+    :meth:`messages` for incoming publishes only, :meth:`route` to hand the publishes of one
+    filter to a task, and :attr:`client` to send requests.
+    """
+
+    def __init__(self, options: MqttOptions, *, event_capacity: int = 1000) -> None:
+        if event_capacity < 1:
+            raise InvalidOptionError("event_capacity must be at least 1")
+        self.options = options
+        self._state = ClientState(options.session_config())
+        publish_send, self._publish_recv = trio.open_memory_channel[PublishRequest](
+            options.request_capacity
+        )
+        control_send, self._control_recv = trio.open_memory_channel[Request](
+            options.request_capacity
+        )
+        self._client = Client(self, publish_send, control_send)
+        self._space = Signal()
+        self._events = EventBuffer(event_capacity, self._space)
+        self._routes: FilterTree[Route] = FilterTree()
+        self._route_list: list[Route] = []
+        self._route_count = 0
+        self._writer_wakeup = Signal()
+        self._window_wakeup = Signal()
+        self._deadline_wakeup = Signal()
+        self._session_wakeup = Signal()
+        self._trackers: set[Tracker[Any]] = set()
+        self._nursery: trio.Nursery | None = None
+        self._io_scope: trio.CancelScope | None = None
+        self._end: MqttError | None = None
+        self._end_tracker: Tracker[None] | None = None
+        self._finished = trio.Event()
+        self._fatal: MqttError | None = None
+        self._reconnect_on_next_poll = False
+        self._awaiting_reconnect = False
+        self._intakes_done = 0
+        self._connects = 0
+        self._packets_sent = 0
+        self._packets_received = 0
+        self._bytes_sent = 0
+        self._bytes_received = 0
+
+    # ================================================================= public API
+    @property
+    def client(self) -> Client:
+        """The first client handle; :meth:`Client.clone` it for other tasks."""
+        return self._client
+
+    @property
+    def connected(self) -> bool:
+        """True while a network connection is up and CONNACK was received."""
+        return self._state.state is ConnectionState.CONNECTED
+
+    async def poll(self) -> object:
+        """Return the next event, waiting for one.
+
+        Events are :class:`~trio_mqtt.sansio.Incoming` (a packet from the broker),
+        :class:`~trio_mqtt.sansio.Outgoing` (a packet sent), :class:`Disconnected`,
+        :class:`Reconnecting`, :class:`~trio_mqtt.sansio.SessionLost` and
+        :class:`~trio_mqtt.sansio.PublishDropped`.
+
+        Raises:
+            ConnectionLost: (and its subclasses) the connection failed and no reconnect policy
+                is set; the next ``poll()`` reconnects.
+            ConnectionRefused: a reconnect was refused; the next ``poll()`` tries again.
+            ConnectionClosed: the connection was closed locally; it stays closed.
+            RequestsDone: every client handle was closed.
+        """
+        if self._reconnect_on_next_poll:
+            self._reconnect_on_next_poll = False
+            self.reconnect()
+        item = await self._events.get()
+        if isinstance(item, Failure):
+            self._reconnect_on_next_poll = True
+            raise item.error
+        return item
+
+    def reconnect(self) -> None:
+        """Start reconnecting after a connection error (without a reconnect policy).
+
+        ``poll()`` does this by itself on the call after the one that raised; use this when the
+        application only reads routes. Does nothing while connected or reconnecting.
+        """
+        if self._awaiting_reconnect:
+            self._awaiting_reconnect = False
+            self._session_wakeup.set()
+
+    def __aiter__(self) -> MqttConnection:
+        return self
+
+    async def __anext__(self) -> object:
+        try:
+            return await self.poll()
+        except (ConnectionClosed, RequestsDone):
+            raise StopAsyncIteration from None
+
+    def messages(self) -> _Messages:
+        """Iterate over incoming publishes only (other events are consumed and skipped)."""
+        return _Messages(self)
+
+    @asynccontextmanager
+    async def route(
+        self,
+        topic_filter: str,
+        *,
+        qos: int | None = None,
+        capacity: int = 100,
+        overflow: Overflow = "wait",
+    ) -> AsyncIterator[MessageStream]:
+        """Hand every incoming publish matching ``topic_filter`` to a :class:`MessageStream`.
+
+        Args:
+            topic_filter: an MQTT filter (``$share/group/filter`` matches as ``filter``).
+            qos: when given, subscribe to the filter with this QoS on entry (waiting for the
+                SUBACK) and unsubscribe on exit unless another route still uses the filter.
+            capacity: messages buffered for this route.
+            overflow: what happens when the buffer is full: ``"wait"`` (the reader pauses,
+                which applies TCP backpressure to the broker), ``"drop_oldest"`` or
+                ``"drop_newest"`` (counted in :attr:`MessageStream.dropped`).
+
+        A message matching several routes goes to each of them once; a message matching none
+        stays on the event stream as an ``Incoming`` event.
+        """
+        validate_filter(topic_filter)
+        if capacity < 1:
+            raise InvalidOptionError("route capacity must be at least 1")
+        if overflow not in ("wait", "drop_oldest", "drop_newest"):
+            raise InvalidOptionError(f"unknown overflow policy {overflow!r}")
+        shared = parse_shared(topic_filter)
+        match_filter = shared[1] if shared else topic_filter
+        route = Route(topic_filter, capacity, overflow, self._space)
+        if self._end is not None:
+            route.close(self._end)
+        self._routes.add(match_filter, route)
+        self._route_list.append(route)
+        self._route_count += 1
+        subscribed = False
+        try:
+            if qos is not None:
+                await self._client.subscribe(topic_filter, qos)
+                subscribed = True
+            yield MessageStream(route)
+        finally:
+            self._routes.remove(match_filter, route)
+            self._route_list.remove(route)
+            self._route_count -= 1
+            route.close(ConnectionClosed("route closed"))
+            self._space.set()
+            still_used = any(r.topic_filter == topic_filter for r in self._all_routes())
+            if subscribed and not still_used and self._end is None:
+                with trio.move_on_after(self.options.connect_timeout) as scope:
+                    scope.shield = True
+                    await self._client.unsubscribe(topic_filter)
+
+    def statistics(self) -> ConnectionStatistics:
+        """Counters for monitoring: window use, queues, buffers, traffic."""
+        state = self._state
+        return ConnectionStatistics(
+            connected=self.connected,
+            inflight=state.inflight_count,
+            waiting_publishes=state.waiting_count,
+            queued_requests=self._publish_recv.statistics().current_buffer_used
+            + self._control_recv.statistics().current_buffer_used,
+            buffered_events=len(self._events.items),
+            dropped_events=self._events.dropped,
+            connects=self._connects,
+            packets_sent=self._packets_sent,
+            packets_received=self._packets_received,
+            bytes_sent=self._bytes_sent,
+            bytes_received=self._bytes_received,
+        )
+
+    # ================================================================= validation
+    def _check_publish(self, request: PublishRequest) -> None:
+        """Refuse, in the caller's task, a publish the broker's limits forbid."""
+        connack = self._state.connack
+        limit = self.options.max_outgoing_packet_size
+        if connack is not None:
+            props = connack.properties
+            if props.maximum_packet_size is not None:
+                limit = min(limit, props.maximum_packet_size)
+            if props.maximum_qos is not None and request.qos > props.maximum_qos:
+                raise LocalProtocolError(
+                    f"the broker supports QoS up to {props.maximum_qos}, not {request.qos}"
+                )
+            if request.retain and props.retain_available == 0:
+                raise LocalProtocolError("the broker does not support retained messages")
+        rough = len(request.payload) + 4 * len(request.topic) + 16
+        if rough >= limit or request.properties:
+            size = encoded_size(
+                Publish(
+                    request.topic,
+                    request.payload,
+                    request.qos,
+                    request.retain,
+                    False,
+                    1 if request.qos else 0,
+                    request.properties,
+                ),
+                self.options.protocol_version,
+            )
+            if size > limit:
+                raise PacketTooLargeError(size, limit)
+
+    # ================================================================= events
+    def _all_routes(self) -> list[Route]:
+        return self._route_list
+
+    def _collect(self) -> None:
+        """Route the state machine's new events to trackers, routes and the event buffer."""
+        events = self._state.take_events()
+        if not events:
+            return
+        buffer = self._events
+        for event in events:
+            kind = type(event)
+            if kind is Outgoing:
+                self._packets_sent += 1
+                buffer.put(event)
+            elif kind is Incoming:
+                self._packets_received += 1
+                packet = event.packet  # type: ignore[union-attr]
+                if type(packet) is Publish and self._route_count:
+                    routes = self._routes.match(packet.topic)
+                    if routes:
+                        for route in routes:
+                            route.put(packet)
+                        continue
+                buffer.put(event, data=type(packet) is Publish)
+            elif kind is PublishDone:
+                tracker = event.tag  # type: ignore[union-attr]
+                if isinstance(tracker, Tracker):
+                    self._trackers.discard(tracker)
+                    tracker._resolve(
+                        PublishResult(event.packet_id, event.reason_code, event.properties)  # type: ignore[union-attr]
+                    )
+            elif kind is SubscribeDone or kind is UnsubscribeDone:
+                tracker = event.tag  # type: ignore[union-attr]
+                if isinstance(tracker, Tracker):
+                    self._trackers.discard(tracker)
+                    result_type = SubscribeResult if kind is SubscribeDone else UnsubscribeResult
+                    tracker._resolve(
+                        result_type(event.packet_id, event.reason_codes, event.properties)  # type: ignore[union-attr]
+                    )
+            else:
+                dropped_tag = getattr(event, "tag", None)
+                if isinstance(dropped_tag, Tracker):
+                    self._trackers.discard(dropped_tag)
+                    dropped_tag._fail(
+                        ConnectionLost("the broker lost the session; the message was dropped")
+                    )
+                buffer.put(event)
+
+    def _needs_pause(self) -> bool:
+        if self._events.full:
+            return True
+        if self._route_count:
+            return any(route.full for route in self._all_routes())
+        return False
+
+    def _report_failure(self, error: MqttError) -> None:
+        self._events.put_failure(error)
+        for route in self._all_routes():
+            route.put_failure(error)
+
+    # ================================================================= requests
+    async def _control_intake(self) -> None:
+        async for request in self._control_recv:
+            self._apply_control(request)
+            self._collect()
+            self._writer_wakeup.set()
+        self._intake_finished()
+
+    def _apply_control(self, request: Request) -> None:
+        state = self._state
+        now = trio.current_time()
+        tracker = request.tracker
+        try:
+            if isinstance(request, SubscribeRequest):
+                if tracker is not None:
+                    self._trackers.add(tracker)
+                state.subscribe(request.subscriptions, request.properties, tag=tracker, now=now)
+            elif isinstance(request, UnsubscribeRequest):
+                if tracker is not None:
+                    self._trackers.add(tracker)
+                state.unsubscribe(request.topic_filters, request.properties, tag=tracker, now=now)
+            elif isinstance(request, AckRequest):
+                state.ack(request.packet_id, request.reason_code, request.properties, now=now)
+                if request.tracker is not None:
+                    request.tracker._resolve(None)
+            elif isinstance(request, DisconnectRequest):
+                if request.graceful and self._nursery is not None:
+                    self._nursery.start_soon(self._disconnect_after_grace, request)
+                else:
+                    self._close_locally(request)
+            elif isinstance(request, ReauthRequest):
+                state.reauthenticate(now)
+        except MqttError as exc:
+            if tracker is not None:
+                self._trackers.discard(tracker)
+                tracker._fail(exc)
+            else:
+                logger.warning("request %s failed: %s", type(request).__name__, exc)
+
+    async def _publish_intake(self) -> None:
+        state = self._state
+        receive = self._publish_recv
+        limit = self.options.inflight
+        while True:
+            while state.waiting_count >= limit:
+                await self._window_wakeup.wait()
+            try:
+                request = await receive.receive()
+            except trio.EndOfChannel:
+                break
+            now = trio.current_time()
+            while True:
+                self._apply_publish(request, now)
+                if state.waiting_count >= limit:
+                    break
+                try:
+                    request = receive.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            self._collect()
+            self._writer_wakeup.set()
+        self._intake_finished()
+
+    def _apply_publish(self, request: PublishRequest, now: float) -> None:
+        tracker = request.tracker
+        try:
+            if tracker is not None:
+                self._trackers.add(tracker)
+            self._state.publish(
+                request.topic,
+                request.payload,
+                request.qos,
+                request.retain,
+                request.properties,
+                tag=tracker,
+                now=now,
+            )
+        except MqttError as exc:
+            if tracker is not None:
+                self._trackers.discard(tracker)
+                tracker._fail(exc)
+            else:
+                logger.warning("publish to %r refused: %s", request.topic, exc)
+
+    def _intake_finished(self) -> None:
+        self._intakes_done += 1
+        if self._intakes_done == 2 and self._end is None:
+            logger.debug("every client handle is closed: finishing with RequestsDone")
+            self._end = RequestsDone("every client handle was closed")
+            self._writer_wakeup.set()
+            self._session_wakeup.set()
+
+    async def _disconnect_after_grace(self, request: DisconnectRequest) -> None:
+        with trio.move_on_after(request.grace_period):
+            await self._wait_idle()
+        self._close_locally(request)
+
+    async def _wait_idle(self) -> None:
+        while not (
+            self._state.is_idle() and self._publish_recv.statistics().current_buffer_used == 0
+        ):
+            if self._end is not None:
+                return
+            await self._window_wakeup.wait()
+
+    def _close_locally(self, request: DisconnectRequest | None) -> None:
+        """Queue DISCONNECT (when connected) and end the session after the writer flushed it."""
+        if self._end is not None:
+            if request is not None and request.tracker is not None:
+                request.tracker._resolve(None)
+            return
+        state = self._state
+        if state.state is ConnectionState.CONNECTED:
+            if request is not None:
+                state.disconnect(trio.current_time(), request.reason_code, request.properties)
+            else:
+                state.disconnect(trio.current_time())
+            self._collect()
+        self._end = ConnectionClosed("the connection was closed by the client")
+        self._end_tracker = request.tracker if request is not None else None
+        self._writer_wakeup.set()
+        self._session_wakeup.set()
+
+    # ================================================================= session
+    async def _session(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Connect, run, reconnect; ends when the session ends locally."""
+        policy = self.options.reconnect
+        attempt = 0
+        started = False
+        while self._end is None:
+            try:
+                stream = await self._establish()
+            except (ConnectionLost, ConnectionRefused, ProtocolError) as exc:
+                attempt += 1
+                if not started and (policy is None or _exhausted(policy.max_attempts, attempt)):
+                    raise
+                logger.info("connection attempt %d failed: %s", attempt, exc)
+                if not await self._after_failure(exc, attempt):
+                    attempt = 0
+                continue
+            attempt = 0
+            if not started:
+                started = True
+                task_status.started()
+            error = await self._run_connection(stream)
+            if error is not None:
+                logger.info("connection lost: %s", error)
+                if policy is not None:
+                    self._events.put(Disconnected(error))
+                if not await self._after_failure(error, 0):
+                    attempt = 0
+        self._finish()
+
+    async def _after_failure(self, error: MqttError, attempt: int) -> bool:
+        """Wait before the next attempt.
+
+        With a reconnect policy that is not exhausted, sleep its backoff delay and return True.
+        Otherwise hand the error to the application and wait until it asks for a reconnect
+        (``poll()`` again, or :meth:`reconnect`); return False, which resets the attempt count.
+        """
+        policy = self.options.reconnect
+        if policy is not None and not _exhausted(policy.max_attempts, attempt):
+            delay = policy.delay(attempt)
+            self._events.put(Reconnecting(attempt + 1, delay))
+            with trio.move_on_after(delay):
+                while self._end is None:
+                    await self._session_wakeup.wait()
+            return True
+        self._awaiting_reconnect = True
+        self._report_failure(error)
+        while self._end is None and self._awaiting_reconnect:
+            await self._session_wakeup.wait()
+        return False
+
+    async def _establish(self) -> trio.abc.Stream:
+        """Open the transport and complete CONNECT/CONNACK within the connect timeout."""
+        options = self.options
+        state = self._state
+        stream: trio.abc.Stream | None = None
+        with trio.move_on_after(options.connect_timeout) as scope:
+            stream = await options.transport.open_stream(
+                options.host, options.port, max_packet_size=options.max_incoming_packet_size
+            )
+            try:
+                with _translate_io_errors("connecting failed"):
+                    state.connect(trio.current_time())
+                    self._collect()
+                    await self._send(stream, state.data_to_send())
+                    while state.state is ConnectionState.CONNECTING:
+                        data = await stream.receive_some(RECEIVE_SIZE)
+                        if not data:
+                            raise ConnectionLost("the broker closed the connection before CONNACK")
+                        self._bytes_received += len(data)
+                        try:
+                            state.receive_data(data, trio.current_time())
+                        finally:
+                            self._collect()
+                        await self._send(stream, state.data_to_send())
+            except BaseException:
+                state.connection_lost(trio.current_time())
+                await trio.aclose_forcefully(stream)
+                raise
+        if scope.cancelled_caught:
+            if stream is not None:
+                state.connection_lost(trio.current_time())
+                await trio.aclose_forcefully(stream)
+            raise ConnectTimeout(
+                f"no CONNACK from {options.host}:{options.port} within "
+                f"{options.connect_timeout:g} s"
+            )
+        assert stream is not None
+        self._connects += 1
+        logger.info("connected to %s:%d", options.host, options.port)
+        self._window_wakeup.set()
+        return stream
+
+    async def _send(self, stream: trio.abc.Stream, data: bytes) -> None:
+        if data:
+            await stream.send_all(data)
+            self._bytes_sent += len(data)
+
+    async def _run_connection(self, stream: trio.abc.Stream) -> MqttError | None:
+        """Run reader, writer and keepalive on one stream; return the error that ended it."""
+        error: MqttError | None = None
+        self._fatal = None
+        try:
+            async with trio.open_nursery() as nursery:
+                self._io_scope = nursery.cancel_scope
+                nursery.start_soon(self._reader, stream)
+                nursery.start_soon(self._writer, stream)
+                nursery.start_soon(self._keepalive)
+        except BaseExceptionGroup as group:
+            error = _first_mqtt_error(group)
+            if error is None:
+                raise
+        except MqttError as exc:  # pragma: no cover - strict groups always wrap
+            error = exc
+        finally:
+            self._io_scope = None
+            if self._state.state is not ConnectionState.DISCONNECTED:
+                self._state.connection_lost(trio.current_time())
+            self._collect()
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)
+        if self._end is not None:
+            return None
+        return error
+
+    async def _reader(self, stream: trio.abc.Stream) -> None:
+        state = self._state
+        while True:
+            with _translate_io_errors("receiving failed"):
+                data = await stream.receive_some(RECEIVE_SIZE)
+            if not data:
+                raise ConnectionLost("the broker closed the connection")
+            self._bytes_received += len(data)
+            error: MqttError | None = None
+            try:
+                state.receive_data(data, trio.current_time())
+            except MqttError as exc:
+                error = exc
+            self._collect()
+            self._writer_wakeup.set()
+            self._window_wakeup.set()
+            if error is not None:
+                if isinstance(error, RemoteProtocolError):
+                    # let the writer flush the DISCONNECT the state machine queued
+                    self._fatal = error
+                    with trio.move_on_after(FATAL_FLUSH_TIMEOUT):
+                        await trio.sleep_forever()
+                raise error
+            if self._needs_pause():
+                await self._pause_reading()
+
+    async def _pause_reading(self) -> None:
+        state = self._state
+        state.set_reader_paused(True, trio.current_time())
+        self._deadline_wakeup.set()
+        try:
+            while self._needs_pause():
+                await self._space.wait()
+        finally:
+            state.set_reader_paused(False, trio.current_time())
+            self._deadline_wakeup.set()
+
+    async def _writer(self, stream: trio.abc.Stream) -> None:
+        state = self._state
+        while True:
+            data = state.data_to_send()
+            if data:
+                with _translate_io_errors("sending failed"):
+                    await stream.send_all(data)
+                self._bytes_sent += len(data)
+                continue
+            if self._fatal is not None:
+                raise self._fatal
+            if self._end is not None:
+                assert self._io_scope is not None
+                self._io_scope.cancel()
+                return
+            await self._writer_wakeup.wait()
+
+    async def _keepalive(self) -> None:
+        state = self._state
+        while True:
+            deadline = state.next_deadline()
+            with trio.move_on_at(math.inf if deadline is None else deadline):
+                await self._deadline_wakeup.wait()
+                continue
+            state.handle_timeout(trio.current_time())
+            self._collect()
+            self._writer_wakeup.set()
+
+    def _finish(self) -> None:
+        """The session ended for good: wake everybody who waits on it."""
+        end = self._end or ConnectionClosed("the connection was closed")
+        self._end = end
+        self._events.close(end)
+        for route in self._all_routes():
+            route.close(end)
+        for tracker in list(self._trackers):
+            tracker._fail(end)
+        self._trackers.clear()
+        if self._end_tracker is not None:
+            self._end_tracker._resolve(None)
+        self._finished.set()
+
+    async def _close_gracefully(self, grace_period: float) -> None:
+        """Leaving the ``async with`` block: finish inflight work, DISCONNECT, close."""
+        with trio.move_on_after(grace_period) as scope:
+            scope.shield = True
+            if self._end is None and self.connected:
+                await self._wait_idle()
+            self._close_locally(None)
+            await self._finished.wait()
+
+
+def _exhausted(max_attempts: int | None, attempt: int) -> bool:
+    return max_attempts is not None and attempt >= max_attempts
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            found.extend(_leaves(exc))
+        else:
+            found.append(exc)
+    return found
+
+
+def _first_mqtt_error(group: BaseExceptionGroup[BaseException]) -> MqttError | None:
+    leaves = _leaves(group)
+    if any(not isinstance(exc, MqttError | trio.Cancelled) for exc in leaves):
+        return None
+    for exc in leaves:
+        if isinstance(exc, MqttError):
+            return exc
+    return None
+
+
+class _Messages:
+    """Async iterator over incoming publishes (see :meth:`MqttConnection.messages`)."""
+
+    def __init__(self, connection: MqttConnection) -> None:
+        self._connection = connection
+
+    def __aiter__(self) -> _Messages:
+        return self
+
+    async def __anext__(self) -> Publish:
+        while True:
+            event = await self._connection.__anext__()
+            if type(event) is Incoming and type(event.packet) is Publish:
+                return event.packet
+
+
+@asynccontextmanager
+async def open_mqtt_connection(
+    options: MqttOptions | str,
+    *,
+    event_capacity: int = 1000,
+    disconnect_timeout: float = 5.0,
+) -> AsyncIterator[MqttConnection]:
+    """Connect to a broker and run the session for the duration of the ``async with`` block.
+
+    Args:
+        options: an :class:`MqttOptions`, or a URL for :meth:`MqttOptions.from_url`.
+        event_capacity: events buffered for :meth:`MqttConnection.poll` (see
+            :doc:`/backpressure` for what happens when nobody reads them).
+        disconnect_timeout: seconds that leaving the block may spend letting inflight QoS 1/2
+            flows finish and sending DISCONNECT (shielded from cancellation).
+
+    The first connection attempt happens on entry: a refusal or failure raises here (with a
+    reconnect policy, after its attempts are used up). Leaving the block normally disconnects
+    gracefully; leaving it with an exception, or cancelling it, closes the connection at once
+    and lets the exception through unchanged. Errors of internal tasks are raised as one
+    :class:`MqttError`, never as an ``ExceptionGroup``.
+    """
+    if isinstance(options, str):
+        options = MqttOptions.from_url(options)
+    assert isinstance(options, MqttOptions)
+    connection = MqttConnection(options, event_capacity=event_capacity)
+    body_error: BaseException | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            connection._nursery = nursery
+            await nursery.start(connection._session)
+            nursery.start_soon(connection._control_intake)
+            nursery.start_soon(connection._publish_intake)
+            try:
+                yield connection
+            except BaseException as exc:
+                body_error = exc
+                raise
+            else:
+                await connection._close_gracefully(disconnect_timeout)
+            finally:
+                connection._finish()
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        _raise_single(group, body_error)
+
+
+def _raise_single(
+    group: BaseExceptionGroup[BaseException], body_error: BaseException | None
+) -> NoReturn:
+    """Turn the nursery's exception group into the one exception the user should see."""
+    leaves = _leaves(group)
+    if body_error is not None and not isinstance(body_error, trio.Cancelled):
+        raise body_error from body_error.__cause__
+    internal = [exc for exc in leaves if not isinstance(exc, trio.Cancelled)]
+    if internal:
+        error = internal[0]
+        if isinstance(error, MqttError):
+            raise error from error.__cause__
+        raise MqttError(f"internal error in trio-mqtt: {error!r}") from error
+    raise leaves[0] from None

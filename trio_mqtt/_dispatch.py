@@ -1,0 +1,251 @@
+"""Where events and messages wait for the application: the event buffer and per-topic routes.
+
+Theory of operation. Any task that calls into the state machine (reader, writer-side intake
+tasks, keepalive) collects the events it produced and puts them here synchronously, without
+blocking: protocol progress never waits for the application. Only the reader applies
+backpressure: after each received chunk it checks whether a buffer that wants backpressure is
+full and, if so, stops reading (telling the state machine, so that a slow consumer is never
+mistaken for a dead link) until the application makes room. Bounds:
+
+* The event buffer holds ``capacity`` events while the application consumes events (has called
+  ``poll()`` or iterated); the reader pauses at that size. Events produced by other tasks
+  (Outgoing, acks) can exceed it by another ``capacity`` before the newest such events are
+  dropped and counted. While the application has never consumed events, the buffer keeps only
+  the newest ``capacity`` events and drops older ones (counted), so a program that only
+  publishes or only uses routes runs forever in bounded memory.
+* Each route holds ``capacity`` messages. With ``overflow="wait"`` (default) the reader pauses
+  when it is full; ``"drop_oldest"`` and ``"drop_newest"`` drop and count instead.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Generic, Literal, TypeVar
+
+import trio
+
+from ._core._errors import MqttError
+from ._core._packets import Publish
+
+__all__ = ["Disconnected", "EventBuffer", "MessageStream", "Overflow", "Reconnecting", "Signal"]
+
+T = TypeVar("T")
+Overflow = Literal["wait", "drop_oldest", "drop_newest"]
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    """The connection was lost; a reconnect policy will try again.
+
+    Only reported when a :class:`~trio_mqtt.ReconnectPolicy` is set; without one the error is
+    raised from :meth:`~trio_mqtt.MqttConnection.poll` instead.
+    """
+
+    error: MqttError
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnecting:
+    """The reconnect policy is about to try again after ``delay`` seconds (attempt 1, 2, ...)."""
+
+    attempt: int
+    delay: float
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Internal marker: a connection error the application must see (no reconnect policy)."""
+
+    error: MqttError
+
+
+class Signal:
+    """A level-triggered wakeup for one waiting task: ``set()`` wakes it or makes the next
+    ``wait()`` return at once. Cheaper than making a new ``trio.Event`` each time."""
+
+    __slots__ = ("_flag", "_lot")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._lot = trio.lowlevel.ParkingLot()
+
+    def set(self) -> None:
+        """Wake the waiter (or the next one to wait)."""
+        self._flag = True
+        if self._lot:
+            self._lot.unpark_all()
+
+    async def wait(self) -> None:
+        """Wait until :meth:`set` was called since the last wait returned."""
+        if self._flag:
+            self._flag = False
+            await trio.lowlevel.checkpoint()
+            return
+        await self._lot.park()
+        self._flag = False
+
+
+class _Buffer(Generic[T]):
+    """A deque of items with waiting readers and an end marker."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.items: deque[T | Failure] = deque()
+        self.dropped = 0
+        self.end: MqttError | None = None
+        self._readable = trio.lowlevel.ParkingLot()
+
+    def _wake_readers(self) -> None:
+        if self._readable:
+            self._readable.unpark_all()
+
+    def close(self, end: MqttError) -> None:
+        """No more items will come; readers get ``end`` once the buffer is drained."""
+        if self.end is None:
+            self.end = end
+        self._wake_readers()
+
+    async def _get(self) -> T | Failure:
+        while not self.items:
+            if self.end is not None:
+                raise self.end
+            await self._readable.park()
+        await trio.lowlevel.checkpoint()
+        return self.items.popleft()
+
+
+class EventBuffer(_Buffer[object]):
+    """The connection's event stream (see the module docstring for its bounds)."""
+
+    def __init__(self, capacity: int, space: Signal) -> None:
+        super().__init__(capacity)
+        self.consuming = False
+        self._space = space
+
+    def put(self, item: object, *, data: bool = False) -> None:
+        """Add an event; ``data`` marks incoming messages (which may pause the reader)."""
+        items = self.items
+        items.append(item)
+        if not self.consuming:
+            while len(items) > self.capacity:
+                items.popleft()
+                self.dropped += 1
+        elif not data and len(items) > 2 * self.capacity:
+            items.pop()
+            self.dropped += 1
+        if self._readable:
+            self._readable.unpark_all()
+
+    def put_failure(self, error: MqttError) -> None:
+        """Queue a connection error for ``poll()``; never dropped."""
+        self.items.append(Failure(error))
+        self._wake_readers()
+
+    @property
+    def full(self) -> bool:
+        """True when the reader should pause for the consumer."""
+        return self.consuming and len(self.items) >= self.capacity
+
+    async def get(self) -> object:
+        """The next event; raises the end error once closed and drained."""
+        self.consuming = True
+        item = await self._get()
+        if len(self.items) < self.capacity:
+            self._space.set()
+        return item
+
+
+class Route(_Buffer[Publish]):
+    """Messages matching one filter, waiting for the task that reads them."""
+
+    def __init__(self, topic_filter: str, capacity: int, overflow: Overflow, space: Signal) -> None:
+        super().__init__(capacity)
+        self.topic_filter = topic_filter
+        self.overflow = overflow
+        self._space = space
+        self.delivered = 0
+
+    def put(self, message: Publish) -> None:
+        """Add a message, dropping one when full and the overflow policy says so."""
+        items = self.items
+        if len(items) >= self.capacity:
+            if self.overflow == "drop_newest":
+                self.dropped += 1
+                return
+            if self.overflow == "drop_oldest":
+                items.popleft()
+                self.dropped += 1
+        items.append(message)
+        self.delivered += 1
+        if self._readable:
+            self._readable.unpark_all()
+
+    def put_failure(self, error: MqttError) -> None:
+        """Queue a connection error for the reader of this route."""
+        self.items.append(Failure(error))
+        self._wake_readers()
+
+    @property
+    def full(self) -> bool:
+        """True when the reader should pause for this route's consumer."""
+        return self.overflow == "wait" and len(self.items) >= self.capacity
+
+    async def get(self) -> Publish:
+        """The next message; raises a connection error or the end error."""
+        item = await self._get()
+        if len(self.items) < self.capacity:
+            self._space.set()
+        if isinstance(item, Failure):
+            raise item.error
+        return item
+
+
+class MessageStream:
+    """The messages of one route: ``async for message in stream`` yields
+    :class:`~trio_mqtt.sansio.Publish` packets whose topic matches the route's filter.
+
+    Iteration ends when the route or the connection is closed. Without a reconnect policy, a
+    connection error is raised from the iteration (once); iterating again waits for the
+    messages that arrive after the application reconnects with ``poll()``.
+    """
+
+    def __init__(self, route: Route) -> None:
+        self._route = route
+
+    @property
+    def topic_filter(self) -> str:
+        """The filter this stream was opened with."""
+        return self._route.topic_filter
+
+    @property
+    def dropped(self) -> int:
+        """Messages dropped by the overflow policy so far."""
+        return self._route.dropped
+
+    async def receive(self) -> Publish:
+        """The next message; raises :class:`~trio_mqtt.ConnectionClosed` when closed."""
+        return await self._route.get()
+
+    def receive_nowait(self) -> Publish:
+        """The next message, or raise :class:`trio.WouldBlock` when none is buffered."""
+        route = self._route
+        if not route.items:
+            if route.end is not None:
+                raise route.end
+            raise trio.WouldBlock
+        item = route.items.popleft()
+        if isinstance(item, Failure):
+            raise item.error
+        return item
+
+    def __aiter__(self) -> MessageStream:
+        return self
+
+    async def __anext__(self) -> Publish:
+        from ._core._errors import ConnectionClosed, RequestsDone
+
+        try:
+            return await self._route.get()
+        except (ConnectionClosed, RequestsDone):
+            raise StopAsyncIteration from None

@@ -1,0 +1,174 @@
+"""Requests that client handles send to the event loop, and the trackers that report outcomes.
+
+A request is a small slotted object put on a Trio memory channel. A request that somebody waits
+on carries a tracker; the state machine hands the tracker back as the ``tag`` of its ``*Done``
+event, and the event loop resolves it. Trackers are resolved exactly once: with the broker's
+answer, or with the error that ended the session (so a waiting caller never hangs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import trio
+
+from ._core._packets import NO_PROPERTIES, Properties, QoS, Subscription
+
+__all__ = [
+    "AckRequest",
+    "DisconnectRequest",
+    "PublishRequest",
+    "PublishResult",
+    "ReauthRequest",
+    "Request",
+    "SubscribeRequest",
+    "SubscribeResult",
+    "Tracker",
+    "UnsubscribeRequest",
+    "UnsubscribeResult",
+]
+
+T = TypeVar("T")
+
+
+class Tracker(Generic[T]):
+    """The pending outcome of one request; :meth:`wait` returns it once the broker answered.
+
+    Returned by the ``*_tracked`` client methods. Waiting is optional: a request completes
+    whether or not anybody waits, and cancelling :meth:`wait` does not cancel the request.
+    """
+
+    __slots__ = ("_error", "_event", "_result")
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+        self._result: T | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def done(self) -> bool:
+        """True once the outcome is known."""
+        return self._event.is_set()
+
+    async def wait(self) -> T:
+        """Wait for the broker's answer; raise the error that ended the session instead."""
+        await self._event.wait()
+        if self._error is not None:
+            raise self._error
+        return self._result  # type: ignore[return-value]
+
+    def _resolve(self, result: T) -> None:
+        if not self._event.is_set():
+            self._result = result
+            self._event.set()
+
+    def _fail(self, error: BaseException) -> None:
+        if not self._event.is_set():
+            self._error = error
+            self._event.set()
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    """The broker's answer to a publish.
+
+    Attributes:
+        packet_id: the packet identifier used (0 for QoS 0).
+        reason_code: 0 (or another code below 0x80) when the broker took the message; 0x80 and
+            above when it refused it (MQTT 5 only). QoS 0 always reports 0 once written.
+        properties: MQTT 5 properties of the acknowledgement (reason string, user properties).
+    """
+
+    packet_id: int
+    reason_code: int = 0
+    properties: Properties = NO_PROPERTIES
+
+    @property
+    def is_success(self) -> bool:
+        """True when the broker accepted the message."""
+        return self.reason_code < 0x80
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeResult:
+    """The broker's SUBACK: one code per filter, the granted QoS (0-2) or a failure (>= 0x80)."""
+
+    packet_id: int
+    reason_codes: tuple[int, ...]
+    properties: Properties = NO_PROPERTIES
+
+    @property
+    def is_success(self) -> bool:
+        """True when every filter was granted."""
+        return all(code < 0x80 for code in self.reason_codes)
+
+
+@dataclass(frozen=True, slots=True)
+class UnsubscribeResult:
+    """The broker's UNSUBACK (reason codes are empty for MQTT 3.1.1 brokers)."""
+
+    packet_id: int
+    reason_codes: tuple[int, ...]
+    properties: Properties = NO_PROPERTIES
+
+
+@dataclass(slots=True)
+class PublishRequest:
+    """Publish a message."""
+
+    topic: str
+    payload: bytes
+    qos: QoS
+    retain: bool
+    properties: Properties
+    tracker: Tracker[PublishResult] | None = None
+
+
+@dataclass(slots=True)
+class SubscribeRequest:
+    """Subscribe to one or more filters."""
+
+    subscriptions: tuple[Subscription, ...]
+    properties: Properties
+    tracker: Tracker[SubscribeResult] | None = None
+
+
+@dataclass(slots=True)
+class UnsubscribeRequest:
+    """Unsubscribe from one or more filters."""
+
+    topic_filters: tuple[str, ...]
+    properties: Properties
+    tracker: Tracker[UnsubscribeResult] | None = None
+
+
+@dataclass(slots=True)
+class AckRequest:
+    """Manual acknowledgement of an incoming QoS 1/2 publish."""
+
+    packet_id: int
+    reason_code: int = 0
+    properties: Properties = NO_PROPERTIES
+    tracker: Tracker[None] | None = None
+
+
+@dataclass(slots=True)
+class DisconnectRequest:
+    """End the session: gracefully (let inflight flows finish first) or at once."""
+
+    graceful: bool
+    grace_period: float
+    reason_code: int = 0
+    properties: Properties = NO_PROPERTIES
+    tracker: Tracker[None] | None = None
+
+
+@dataclass(slots=True)
+class ReauthRequest:
+    """Start MQTT 5 re-authentication."""
+
+    tracker: Tracker[None] | None = None
+
+
+Request = SubscribeRequest | UnsubscribeRequest | AckRequest | DisconnectRequest | ReauthRequest
