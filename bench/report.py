@@ -144,9 +144,24 @@ def markdown(
         f"throughput N = {meta['count']} x 64 B and {meta['big_count']} x 16 KiB · "
         f"latency up to {meta['latency_samples']} round trips or {meta['latency_budget']} s",
         "",
-        "## Clients",
-        "",
     ]
+    if clients:
+        lines += client_markdown(summary, clients, peers, qos_levels, sizes, info)
+    if scale:
+        lines += scale_markdown(scale)
+    return "\n".join(lines)
+
+
+def client_markdown(
+    summary: dict[Key, dict[str, Any]],
+    clients: Sequence[str],
+    peers: Sequence[str],
+    qos_levels: Sequence[int],
+    sizes: Sequence[int],
+    info: dict[str, dict[str, str]],
+) -> list[str]:
+    """The per-client tables: clients, throughput, ratios, latency, resources."""
+    lines = ["## Clients", ""]
     lines += _table(
         ["client", "version", "status", "how it is driven"],
         (
@@ -217,9 +232,7 @@ def markdown(
         row += [_cell(e, "broker_cpu_us_per_msg", us, spread=False) for e in entries]
         rows.append(row)
     lines += _table(header, rows)
-    if scale:
-        lines += scale_markdown(scale)
-    return "\n".join(lines)
+    return lines
 
 
 def scale_markdown(scale: list[dict[str, Any]]) -> list[str]:

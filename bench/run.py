@@ -279,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         scale_records = scale.run_all(args, measure_scale, quiet=args.quiet)
     meta["wall_s"] = round(time.perf_counter() - started, 1)
     summary = report.summarise(records)
+    if args.scale_only:
+        cfg["clients"] = []
     info = client_info(cfg["clients"])
     for c in cfg["clients"]:
         mine = [r for r in records if r["client"] == c]
