@@ -130,18 +130,31 @@ def process_exists(pid: int) -> bool:
 
 
 # [docs-example-start]
-async def test_broker_with_users(mosquitto_factory: BrokerFactory) -> None:
+# An MQTT 3.1.1 CONNECT as user "alice" with password "secret", spelled out byte by byte.
+CONNECT_AS_ALICE = (
+    b"\x10\x1f"  # CONNECT; 31 bytes follow
+    b"\x00\x04MQTT\x04\xc2\x00\x3c"  # MQTT 3.1.1; user name, password, clean session; 60 s
+    b"\x00\x04test"  # client identifier
+    b"\x00\x05alice\x00\x06secret"  # user name, password
+)
+
+
+async def test_alice_can_log_in(mosquitto_factory):
     broker = mosquitto_factory(users={"alice": "secret"})
     with trio.fail_after(5):
         stream = await trio.open_tcp_stream(broker.host, broker.port)
         async with stream:
-            # A hand-made MQTT 3.1.1 CONNECT; a real test would hand broker.url to its client.
-            await stream.send_all(connect_packet(username="alice", password="secret"))
+            await stream.send_all(CONNECT_AS_ALICE)
             connack = await stream.receive_some(4)
     assert connack == b"\x20\x02\x00\x00"  # CONNACK, return code 0: accepted
 
 
 # [docs-example-end]
+
+
+def test_documented_connect_packet_is_well_formed() -> None:
+    assert connect_packet("test", "alice", "secret") == CONNECT_AS_ALICE
+
 
 # ---------------------------------------------------------------------------------------------
 # Lifecycle
