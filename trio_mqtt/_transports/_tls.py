@@ -25,6 +25,10 @@ from ._tcp import TcpTransport
 __all__ = ["TlsTransport"]
 
 
+class _NoKeyPassword(Exception):
+    """Raised instead of letting OpenSSL prompt on the terminal for a key password."""
+
+
 def _describe_load_error(what: str, path: str | None, exc: BaseException) -> str:
     target = f"{what} {path!r}" if path else what
     if isinstance(exc, FileNotFoundError):
@@ -33,14 +37,18 @@ def _describe_load_error(what: str, path: str | None, exc: BaseException) -> str
         return f"{target} is not readable (permission denied)"
     if isinstance(exc, ssl.SSLError):
         reason = exc.reason or ""
-        if "BAD_DECRYPT" in reason or "BAD_PASSWORD" in reason.upper():
-            return f"{target}: wrong password for the private key ({exc})"
         if "KEY_VALUES_MISMATCH" in reason:
             return f"{target}: the private key does not match the certificate ({exc})"
-        if "NO_START_LINE" in reason or "PEM" in reason:
-            return f"{target}: not a PEM certificate/key or unreadable ({exc})"
-        return f"{target}: {exc}"
+        return f"{target}: not a valid PEM certificate/key ({exc})"
     return f"{target}: {exc}"
+
+
+def _key_is_encrypted(path: str) -> bool:
+    try:
+        with open(path, "rb") as file:
+            return b"ENCRYPTED" in file.read(1 << 20)
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,12 +138,7 @@ class TlsTransport:
             path = os.fspath(self.ca_file) if self.ca_file is not None else None
             raise TlsConfigurationError(_describe_load_error(what, path, exc)) from exc
         if self.cert_file is not None:
-            try:
-                context.load_cert_chain(self.cert_file, self.key_file, self.key_password)
-            except (OSError, ValueError) as exc:
-                raise TlsConfigurationError(
-                    _describe_load_error("client certificate/key", os.fspath(self.cert_file), exc)
-                ) from exc
+            self._load_client_certificate(context, os.fspath(self.cert_file))
         if self.alpn_protocols:
             context.set_alpn_protocols(list(self.alpn_protocols))
         if self.dangerously_disable_verification:
@@ -144,6 +147,29 @@ class TlsTransport:
         elif self.dangerously_skip_hostname_check:
             context.check_hostname = False
         return context
+
+    def _load_client_certificate(self, context: ssl.SSLContext, cert_file: str) -> None:
+        key_file = os.fspath(self.key_file) if self.key_file is not None else cert_file
+        given = self.key_password
+
+        def password() -> str | bytes:
+            # A callable, so that OpenSSL never prompts on a terminal for a missing password.
+            if given is None:
+                raise _NoKeyPassword
+            return given
+
+        try:
+            context.load_cert_chain(cert_file, self.key_file, password)
+        except _NoKeyPassword:
+            raise TlsConfigurationError(
+                f"private key {key_file!r} is encrypted: give key_password"
+            ) from None
+        except (OSError, ValueError) as exc:
+            if given is not None and _key_is_encrypted(key_file):
+                message = f"private key {key_file!r}: wrong key_password (cannot decrypt it)"
+            else:
+                message = _describe_load_error("client certificate/key", cert_file, exc)
+            raise TlsConfigurationError(message) from exc
 
     async def open_stream(
         self, host: str, port: int, *, max_packet_size: int = 0
