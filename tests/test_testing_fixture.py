@@ -1,7 +1,8 @@
 """trio_mqtt.testing: the private mosquitto broker and its pytest fixtures.
 
-The broker is checked with hand-built MQTT packets over plain sockets, so these tests depend on
-nothing but mosquitto itself (and trio-websocket for the WebSocket listeners).
+Apart from the documented example, which uses the trio-mqtt client, the broker is checked with
+hand-built MQTT packets over plain sockets, so these tests depend on nothing but mosquitto
+itself (and trio-websocket for the WebSocket listeners).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import trio
 from trio_websocket import open_websocket_url
 
 import trio_mqtt
+from trio_mqtt import QoS, open_mqtt_connection
 from trio_mqtt.testing import MosquittoBroker, MosquittoError, find_mosquitto
 from trio_mqtt.testing._plugin import BrokerFactory
 
@@ -126,10 +128,27 @@ def process_exists(pid: int) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# The documented example (docs/testing.rst includes the lines between the markers).
+# The documented example (docs/testing.rst includes the lines between the markers), and the
+# same login without the client.
 
 
 # [docs-example-start]
+async def test_publish_and_receive(mosquitto_factory):
+    broker = mosquitto_factory(users={"alice": "secret"})
+    url = f"mqtt://alice:secret@{broker.host}:{broker.port}/"
+    with trio.fail_after(5):
+        async with open_mqtt_connection(url) as conn:
+            await conn.client.subscribe("greetings/#", QoS.AT_LEAST_ONCE)
+            await conn.client.publish("greetings/world", b"hello", qos=QoS.AT_LEAST_ONCE)
+            async for message in conn.messages():
+                assert message.topic == "greetings/world"
+                assert message.payload == b"hello"
+                break
+
+
+# [docs-example-end]
+
+
 # An MQTT 3.1.1 CONNECT as user "alice" with password "secret", spelled out byte by byte.
 CONNECT_AS_ALICE = (
     b"\x10\x1f"  # CONNECT; 31 bytes follow
@@ -147,9 +166,6 @@ async def test_alice_can_log_in(mosquitto_factory):
             await stream.send_all(CONNECT_AS_ALICE)
             connack = await stream.receive_some(4)
     assert connack == b"\x20\x02\x00\x00"  # CONNACK, return code 0: accepted
-
-
-# [docs-example-end]
 
 
 def test_documented_connect_packet_is_well_formed() -> None:
