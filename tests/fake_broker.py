@@ -8,12 +8,15 @@ missing PINGRESPs, slow consumers and scripted session resumption.
 
 from __future__ import annotations
 
-import contextlib
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import trio
 import trio.testing
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 from trio_mqtt.sansio import (
     ConnAck,
@@ -90,5 +93,14 @@ class FakeBroker:
         return client_end
 
     async def _serve(self, peer: ScriptedPeer) -> None:
-        with contextlib.suppress(EOFError, trio.BrokenResourceError, trio.ClosedResourceError):
+        try:
             await self.handler(peer)
+        except _CLOSED:
+            pass
+        except BaseExceptionGroup as group:  # the handler's own nursery wrapped it
+            rest = group.split(_CLOSED)[1]
+            if rest is not None:
+                raise rest from None
+
+
+_CLOSED = (EOFError, trio.BrokenResourceError, trio.ClosedResourceError)

@@ -84,7 +84,7 @@ class RetainHandling(IntEnum):
     DO_NOT_SEND = 2
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Properties:
     """MQTT 5 properties (section 2.2.2). ``None`` or an empty tuple means "absent".
 
@@ -123,6 +123,21 @@ class Properties:
     def __bool__(self) -> bool:
         return self != NO_PROPERTIES
 
+    def __repr__(self) -> str:
+        # Only the properties that are present: a full listing of 27 fields hides the few
+        # that matter. Authentication data is never shown.
+        shown = []
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if value is None or value == ():
+                continue
+            if name == "authentication_data":
+                value = "<hidden>"
+            shown.append(
+                f"{name}={value!r}" if name != "authentication_data" else f"{name}={value}"
+            )
+        return f"Properties({', '.join(shown)})"
+
 
 #: The shared "no properties" value; packets default to it and the decoder returns it.
 NO_PROPERTIES = Properties()
@@ -155,20 +170,12 @@ class Connect:
     def __repr__(self) -> str:
         password = None if self.password is None else "<hidden>"
         props = self.properties
-        if props.authentication_data is not None:
-            props = _replace_auth_data(props)
         return (
             f"Connect(client_id={self.client_id!r}, protocol_version={self.protocol_version!r}, "
             f"keep_alive={self.keep_alive!r}, clean_start={self.clean_start!r}, "
             f"username={self.username!r}, password={password}, will={self.will!r}, "
             f"properties={props!r})"
         )
-
-
-def _replace_auth_data(props: Properties) -> Properties:
-    from dataclasses import replace
-
-    return replace(props, authentication_data=b"<hidden>")
 
 
 @dataclass(frozen=True, slots=True)
