@@ -65,6 +65,7 @@ def _table(decoders: tuple[_Decoder, ...]) -> tuple[_Decoder, ...]:
 _DECODERS: dict[int, tuple[_Decoder, ...]] = {4: _table(v4.DECODERS), 5: _table(v5.DECODERS)}
 _FLAGS: dict[int, tuple[int, ...]] = {4: v4.EXPECTED_FLAGS, 5: v5.EXPECTED_FLAGS}
 _ENCODERS: dict[int, dict[type, Callable[[Any], bytes]]] = {4: v4.ENCODERS, 5: v5.ENCODERS}
+_TABLES = {level: (_DECODERS[level], _FLAGS[level]) for level in (4, 5)}
 _SIZES: dict[int, dict[type, Callable[[Any], int]]] = {4: v4.SIZES, 5: v5.SIZES}
 #: Exceptions a decoder bug could let through; they are reported as malformed packets.
 _UNEXPECTED = (IndexError, struct.error, UnicodeDecodeError, ValueError, TypeError, KeyError)
@@ -143,7 +144,8 @@ def _check_first(first: int, flags_table: tuple[int, ...], version: int) -> None
     if ptype == 0:
         raise fail("packet type 0 is reserved", "packet type", 0)
     if expected == -2:
-        raise fail(f"{PacketType(ptype).name} is not an MQTT {version} packet", "packet type", 0)
+        name = "3.1.1" if version == 4 else "5"
+        raise fail(f"{PacketType(ptype).name} is not an MQTT {name} packet", "packet type", 0)
     raise fail(
         f"{PacketType(ptype).name} fixed header flags are 0x{first & 15:x}, "
         f"must be 0x{expected:x} (MQTT-2.1.3-1)",
@@ -181,26 +183,35 @@ def decode_packet(
         MalformedPacketError: the bytes are not exactly one valid packet (incomplete, trailing
             bytes, too large, or breaking a rule of the protocol).
     """
-    level = _check_version(version)
+    try:
+        decoders, flags_table = _TABLES[version]
+    except KeyError:
+        raise ValueError(f"unsupported protocol version {version!r}") from None
     if type(data) is not bytes:
         data = bytes(data)
     end = len(data)
     if end < 2:
         raise fail("incomplete packet", "fixed header", end)
     first = data[0]
-    _check_first(first, _FLAGS[level], level)
-    header = _header_length(data, 1, end)
-    if header is None:
-        raise fail("incomplete packet", "remaining length", end)
-    remaining, hlen = header
+    expected = flags_table[first >> 4]
+    if expected != first & 15 and expected != -1:
+        _check_first(first, flags_table, version)
+    remaining = data[1]
+    if remaining < 128:
+        hlen = 2
+    else:
+        header = _header_length(data, 1, end)
+        if header is None:
+            raise fail("incomplete packet", "remaining length", end)
+        remaining, hlen = header
     total = hlen + remaining
-    if total > max_packet_size:
-        raise _too_large(total, max_packet_size)
-    if total != end:
+    if total != end or total > max_packet_size:
+        if total > max_packet_size:
+            raise _too_large(total, max_packet_size)
         what = "incomplete packet" if total > end else f"{end - total} trailing byte(s)"
         raise fail(what, "remaining length", 1)
     try:
-        return _DECODERS[level][first >> 4](data, first & 15, hlen)
+        return decoders[first >> 4](data, first & 15, hlen)
     except _UNEXPECTED as exc:
         raise _wrap(exc) from exc
 

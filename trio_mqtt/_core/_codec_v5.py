@@ -29,7 +29,6 @@ from ._codec_v4 import (
     expect_end,
     filter_bytes,
     new_publish,
-    publish_first_byte,
     publish_size,
     read_connect_flags,
     read_filter,
@@ -142,33 +141,11 @@ def _properties(props: Properties, ptype: int) -> bytes:
 
 def encode_publish(packet: Publish) -> bytes:
     """Encode PUBLISH (MQTT 5, section 3.3). An empty topic needs a Topic Alias."""
-    first = publish_first_byte(packet)
     props = packet.properties
     if props is NO_PROPERTIES:
-        prop_bytes = b"\x00"
-        topic = topic_bytes(packet.topic)
-    else:
-        prop_bytes = encode_properties(props, _P.PUBLISH)
-        topic = topic_bytes(packet.topic, allow_empty=props.topic_alias is not None)
-    payload = packet.payload
-    tlen = len(topic)
-    try:
-        remaining = 2 + tlen + len(prop_bytes) + len(payload)
-        if first & 6:
-            remaining += 2
-        if remaining < 128:
-            head = _HEAD_TOPIC(first, remaining, tlen)
-        elif remaining < 16_384:
-            head = _HEAD2_TOPIC(first, (remaining & 0x7F) | 0x80, remaining >> 7, tlen)
-        else:
-            head = fixed_header(first, remaining) + _pack_u16(tlen)
-        if first & 6:
-            return b"".join((head, topic, _pack_u16(packet.packet_id), prop_bytes, payload))
-        return b"".join((head, topic, prop_bytes, payload))
-    except TypeError:
-        raise LocalProtocolError(
-            f"PUBLISH payload must be bytes, got {type(payload).__name__}"
-        ) from None
+        return v4.encode_publish(packet, b"\x00")
+    prop_bytes = encode_properties(props, _P.PUBLISH)
+    return v4.encode_publish(packet, prop_bytes, props.topic_alias is not None)
 
 
 def _publish_size(packet: Publish) -> int:

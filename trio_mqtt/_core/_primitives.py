@@ -248,6 +248,7 @@ def read_binary(buf: Buf, pos: int, end: int, field: str) -> tuple[bytes, int]:
 
 _HEAD1 = Struct("!BB").pack
 _HEAD2 = Struct("!BBB").pack
+_HEAD3 = Struct("!BBBB").pack
 
 
 def fixed_header(first: int, remaining: int) -> bytes:
@@ -256,4 +257,8 @@ def fixed_header(first: int, remaining: int) -> bytes:
         return _HEAD1(first, remaining)
     if remaining < 16_384:
         return _HEAD2(first, (remaining & 0x7F) | 0x80, remaining >> 7)
+    if remaining < 2_097_152:
+        return _HEAD3(
+            first, (remaining & 0x7F) | 0x80, ((remaining >> 7) & 0x7F) | 0x80, remaining >> 14
+        )
     return BYTES1[first] + pack_vbi(remaining, "remaining length")
