@@ -19,6 +19,7 @@ import dataclasses
 import os
 import resource
 import statistics
+import sys
 import time
 from typing import Any
 
@@ -243,6 +244,28 @@ async def wait_trio(meter: ThroughputMeter, done: Any) -> None:
     while not done.is_set() and not meter.give_up():
         with trio.move_on_after(0.25):
             await done.wait()
+
+
+async def until_seq(receive: Any, extract: Any, seq: int, timeout: float) -> bool:
+    """Await ``receive()`` until ``extract(item)`` is the payload of message ``seq``.
+
+    Returns False when ``timeout`` seconds pass first (asyncio).
+    """
+    import asyncio
+
+    async def loop() -> None:
+        while seq_of(extract(await receive())) != seq:
+            pass
+
+    try:
+        if sys.version_info >= (3, 11):  # no extra task per call, unlike wait_for
+            async with asyncio.timeout(timeout):
+                await loop()
+        else:
+            await asyncio.wait_for(loop(), timeout)
+    except asyncio.TimeoutError:
+        return False
+    return True
 
 
 def wait_threads(meter: ThroughputMeter, done: Any) -> None:

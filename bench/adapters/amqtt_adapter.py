@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Any
 
-from bench.common import TOPIC, Job, LatencyMeter, ThroughputMeter, payload, seq_of, wait_asyncio
+from bench.common import TOPIC, Job, LatencyMeter, ThroughputMeter, payload, until_seq, wait_asyncio
 
 NAME = "amqtt"
 NOTE = "publish() waits for QoS 1/2 acks"
@@ -72,11 +72,7 @@ async def _latency(job: Job) -> dict[str, Any]:
     while meter.more():
         t0 = time.perf_counter()
         await client.publish(TOPIC, payload(seq, job.size), qos=job.qos)
-        try:
-            async with asyncio.timeout(job.idle):
-                while seq_of(_data(await client.deliver_message())) != seq:
-                    pass
-        except TimeoutError:
+        if not await until_seq(client.deliver_message, _data, seq, job.idle):
             meter.error = f"message {seq} did not come back"
             break
         meter.add(time.perf_counter() - t0)
