@@ -22,8 +22,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from trio_mqtt._core._codec import PacketDecoder, decode_packet, encode  # noqa: E402
-from trio_mqtt._core._packets import (  # noqa: E402
+from trio_mqtt._core._codec import PacketDecoder, decode_packet, encode
+from trio_mqtt._core._packets import (
     Connect,
     ProtocolVersion,
     PubAck,
