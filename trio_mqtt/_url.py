@@ -232,7 +232,7 @@ def options_from_url(url: str, **overrides: Any) -> MqttOptions:
         if kind in ("tcp", "tls") and parts.path not in ("", "/"):
             raise InvalidOptionError(f"a {scheme}:// URL has no path, got {parts.path!r}")
         host, port = _host_and_port(parts, scheme, default_port)
-    if parts.username is not None:
+    if parts.username:  # "mqtt://:secret@host" sends a password alone (MQTT 5 allows it)
         options["username"] = _decode("the user name", parts.username)
     if parts.password is not None:
         options["password"] = _decode("the password", parts.password)
