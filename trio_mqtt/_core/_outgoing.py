@@ -130,12 +130,12 @@ class _OutgoingMixin(_SessionBase):
                     raise PacketTooLargeError(len(data), self._max_out)
                 self._commit_publish(packet, tag, data)
                 return
+        # A waiting QoS 1/2 publish carries the placeholder id 1 (same encoded size as any id);
+        # its real id is assigned when it enters the window.
         packet = Publish(topic, payload, level, retain, False, 1 if level else 0, properties)
         size = encoded_size(packet, self._version)
         if size > self._max_out:
             raise PacketTooLargeError(size, self._max_out)
-        if level:
-            packet = replace(packet, packet_id=0)
         self._waiting.append((packet, tag))
 
     def _check_publish_properties(self, props: Properties) -> None:
@@ -200,7 +200,15 @@ class _OutgoingMixin(_SessionBase):
                 pid = self._allocate_id()
                 if not pid:
                     return
-                packet = replace(packet, packet_id=pid)
+                packet = Publish(
+                    packet.topic,
+                    packet.payload,
+                    qos,
+                    packet.retain,
+                    False,
+                    pid,
+                    packet.properties,
+                )
             waiting.popleft()
             self._commit_publish(packet, tag, None)
 
@@ -210,11 +218,12 @@ class _OutgoingMixin(_SessionBase):
             return int(ReasonCode.QOS_NOT_SUPPORTED)
         if packet.retain and not self._retain_available:
             return int(ReasonCode.RETAIN_NOT_SUPPORTED)
-        if self._max_out < self.config.max_outgoing_packet_size:
-            probe = replace(packet, packet_id=1) if packet.qos else packet
-            if encoded_size(probe, self._version) > self._max_out:
-                # MQTT-3.1.2-25: discard it as if it had been sent.
-                return int(ReasonCode.PACKET_TOO_LARGE)
+        if (
+            self._max_out < self.config.max_outgoing_packet_size
+            and encoded_size(packet, self._version) > self._max_out
+        ):
+            # MQTT-3.1.2-25: discard it as if it had been sent.
+            return int(ReasonCode.PACKET_TOO_LARGE)
         return 0
 
     def _allocate_id(self) -> int:

@@ -337,7 +337,7 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
             packet = flow.packet
             if flow.kind in (AWAIT_PUBACK, AWAIT_PUBREC):
                 assert isinstance(packet, Publish)
-                fresh = replace(packet, dup=False, packet_id=0)
+                fresh = replace(packet, dup=False, packet_id=1)  # id 1: waiting placeholder
                 if config.resend_on_session_loss:
                     requeue.append((fresh, flow.tag))
                     resent += 1
