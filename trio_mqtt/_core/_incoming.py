@@ -4,7 +4,7 @@ Incoming QoS 1/2 publishes that still need something from us live in ``_incoming
 broker's packet ids): QoS 1 awaiting a manual ack, QoS 2 awaiting a manual ack, or QoS 2
 acknowledged with PUBREC and awaiting PUBREL. A QoS 2 PUBLISH for an id held there is a
 retransmission: it is answered (PUBREC again once acked) but not delivered twice (MQTT 5
-MQTT-4.3.3-9..11; MQTT 3.1.1 section 4.3.3 "method B"). With manual acks nothing is acknowledged
+MQTT-4.3.3-10; MQTT 3.1.1 section 4.3.3 "method B"). With manual acks nothing is acknowledged
 until the application calls :meth:`ack`; the held entries count against our Receive Maximum.
 """
 

@@ -222,7 +222,7 @@ class _OutgoingMixin(_SessionBase):
             self._max_out < self.config.max_outgoing_packet_size
             and encoded_size(packet, self._version) > self._max_out
         ):
-            # MQTT-3.1.2-25: discard it as if it had been sent.
+            # Discard it as if it had been sent, as MQTT-3.1.2-25 asks of a server.
             return int(ReasonCode.PACKET_TOO_LARGE)
         return 0
 
@@ -249,14 +249,14 @@ class _OutgoingMixin(_SessionBase):
 
         Raises:
             InvalidTopicError: a filter is invalid.
-            LocalProtocolError: no filters (MQTT-3.8.3-3), bad QoS, No Local on a shared
+            LocalProtocolError: no filters (section 3.8.3), bad QoS, No Local on a shared
                 subscription (MQTT-3.8.3-4), no free packet id.
             PacketTooLargeError: the packet exceeds the maximum packet size.
         """
         self._now = now
         subs = tuple(subscriptions)
         if not subs:
-            raise LocalProtocolError("SUBSCRIBE needs at least one topic filter (MQTT-3.8.3-3)")
+            raise LocalProtocolError("SUBSCRIBE needs at least one topic filter (section 3.8.3)")
         for sub in subs:
             validate_filter(sub.topic_filter)
             if sub.qos not in QOS_BY_VALUE:
@@ -284,7 +284,7 @@ class _OutgoingMixin(_SessionBase):
 
         Raises:
             InvalidTopicError: a filter is invalid.
-            LocalProtocolError: no filters (MQTT-3.10.3-2), no free packet id.
+            LocalProtocolError: no filters (section 3.10.3), no free packet id.
             PacketTooLargeError: the packet exceeds the maximum packet size.
         """
         self._now = now
@@ -292,7 +292,7 @@ class _OutgoingMixin(_SessionBase):
             topic_filters = (topic_filters,)
         filters = tuple(topic_filters)
         if not filters:
-            raise LocalProtocolError("UNSUBSCRIBE needs at least one topic filter (MQTT-3.10.3-2)")
+            raise LocalProtocolError("UNSUBSCRIBE needs at least one topic filter (section 3.10.3)")
         for topic_filter in filters:
             validate_filter(topic_filter)
         if not self._v5:
@@ -379,7 +379,7 @@ class _OutgoingMixin(_SessionBase):
         if len(packet.reason_codes) != len(request.subscriptions):
             self._fail(
                 f"SUBACK carries {len(packet.reason_codes)} codes for "
-                f"{len(request.subscriptions)} filters (MQTT-3.8.4-6)",
+                f"{len(request.subscriptions)} filters (section 3.9.3)",
                 ReasonCode.PROTOCOL_ERROR,
             )
         del self._flows[pid]
@@ -404,7 +404,7 @@ class _OutgoingMixin(_SessionBase):
         if len(packet.reason_codes) != expected:
             self._fail(
                 f"UNSUBACK carries {len(packet.reason_codes)} codes for "
-                f"{len(request.topic_filters)} filters (MQTT-3.11.3-1)",
+                f"{len(request.topic_filters)} filters (section 3.11.3)",
                 ReasonCode.PROTOCOL_ERROR,
             )
         del self._flows[pid]

@@ -206,7 +206,7 @@ class _SessionBase:
         self._fail_with(RemoteProtocolError(message, reason_code=code))
 
     def _fail_with(self, exc: RemoteProtocolError) -> NoReturn:
-        # A v5 client tells the broker why it closes (MQTT-4.13.1-1); 3.1.1 just closes.
+        # A v5 client tells the broker why it closes (section 4.13); 3.1.1 just closes.
         if self._v5 and self._wire_open:
             self._send(Disconnect(int(exc.reason_code)))
         self._wire_open = False

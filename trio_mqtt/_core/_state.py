@@ -9,23 +9,10 @@ write (:meth:`~ClientState.data_to_send`) and events (:meth:`~ClientState.take_e
 passed in as ``now``; :meth:`~ClientState.next_deadline` says when to call
 :meth:`~ClientState.handle_timeout` next.
 
-Outgoing flows live in one insertion-ordered dict ``_flows`` keyed by packet id; it holds every
-QoS 1/2 PUBLISH awaiting its acknowledgement and every SUBSCRIBE/UNSUBSCRIBE awaiting its answer,
-so "is this id free" is one dict lookup and an id is never reused while any flow holds it
-(MQTT-2.2.1-3). Insertion order is send order, which is the order of replay after a reconnect
-(MQTT-4.4.0-1, MQTT-4.6.0-1). Publishes that cannot go out yet (window full, not connected, or
-queued behind such a publish) wait, without a packet id, in the ``_waiting`` deque; they get
-their id when they enter the window, so a full window never pins ids.
-
-The window counts QoS 1/2 publishes only: a QoS 1 publish holds its slot until PUBACK, a QoS 2
-publish until PUBCOMP or a PUBREC with a failure code (MQTT-4.3.3, MQTT-4.9.0-2). Acks, PUBREL,
-SUBSCRIBE, UNSUBSCRIBE, PINGREQ and DISCONNECT never wait for the window.
-
-Incoming QoS 1/2 publishes that still need something from us live in ``_incoming`` (the broker's
-packet ids): QoS 1 awaiting a manual ack, QoS 2 awaiting a manual ack, or QoS 2 acknowledged with
-PUBREC and awaiting PUBREL. A QoS 2 PUBLISH for an id held there is a retransmission: it is
-answered (PUBREC again once acked) but not delivered twice (MQTT-4.3.3-10 in MQTT 5 numbering;
-"method B" of MQTT 3.1.1 section 4.3.3).
+The work is split over four modules: ``_session.py`` (shared attributes, the wire queue,
+failing the connection), ``_outgoing.py`` (requests, packet ids, the window, topic aliases and
+the broker's acks), ``_incoming.py`` (publishes from the broker, duplicate suppression, manual
+acks) and this one (connection lifecycle, CONNACK, replay, keepalive, AUTH).
 
 Keepalive: a PINGREQ goes out only after ``keep_alive`` seconds without sending anything
 (MQTT-3.1.2-23); the PINGRESP must then arrive within ``ping_timeout`` seconds or
@@ -35,12 +22,22 @@ reader is paused (slow application) the PINGRESP timer is suspended: the answer 
 unread in the socket.
 
 After a reconnect, CONNACK decides: with session present, unacknowledged PUBLISH (DUP=1,
-MQTT-3.3.1-1) and PUBREL are re-sent first with their original ids, then unanswered
-SUBSCRIBE/UNSUBSCRIBE; without session, unacknowledged QoS 1/2 publishes are sent again as new
+MQTT-3.3.1-1) and PUBREL are re-sent before anything new, in their original order and with their
+original ids (MQTT-4.4.0-1, MQTT-4.6.0-1), together with unanswered SUBSCRIBE/UNSUBSCRIBE; without
+session, unacknowledged QoS 1/2 publishes are sent again as new
 messages (or dropped and reported, per ``resend_on_session_loss``), QoS 2 publishes that already
 got PUBREC count as delivered (the broker had taken ownership of the message), incoming QoS 2
 ids are forgotten and, with ``restore_subscriptions``, the remembered filters are subscribed
 again. One :class:`~trio_mqtt._core._events.SessionLost` event reports the counts.
+
+Normative statements enforced here and in the sibling modules (MQTT 5 numbering unless noted):
+MQTT-2.2.1-3 (fresh packet ids), MQTT-3.1.2-23 (3.1.1; keep alive), MQTT-3.2.0-1 (nothing but
+AUTH before CONNACK), MQTT-3.2.2-4 (session present without session), MQTT-3.2.2-11 (Maximum
+QoS), MQTT-3.2.2-14 (Retain Available), MQTT-3.2.2-15 (Maximum Packet Size), MQTT-3.2.2-21
+(Server Keep Alive), MQTT-3.3.1-1 (DUP on re-delivery), MQTT-3.3.2-9 and MQTT-3.3.2-10 (topic
+alias ranges), MQTT-3.3.4-6 (no subscription identifier from a client), MQTT-3.3.4-7 (Receive
+Maximum), MQTT-3.8.3-4 (No Local on shared subscriptions), MQTT-4.3.3-10 (QoS 2 duplicates),
+MQTT-4.4.0-1 and MQTT-4.6.0-1 (replay with original ids, in order).
 """
 
 from __future__ import annotations
@@ -198,15 +195,15 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
 
         Raises:
             LocalProtocolError: a v5 Session Expiry Interval is set although CONNECT carried
-                zero (MQTT-3.14.2-2).
+                zero (section 3.14.2.2.2).
         """
         self._now = now
         if self._v5:
             expiry = properties.session_expiry_interval
-            if expiry and not self._session_expiry:
+            if expiry and not self.config.connect_properties.session_expiry_interval:
                 raise LocalProtocolError(
                     "cannot set a session expiry interval on DISCONNECT when CONNECT had none"
-                    " (MQTT-3.14.2-2)"
+                    " (section 3.14.2.2.2)"
                 )
             packet = Disconnect(reason_code, properties)
         else:
@@ -406,7 +403,7 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
             self._fail("AUTH received but no authentication is in use", ReasonCode.PROTOCOL_ERROR)
         props = packet.properties
         if props.authentication_method != auth.method:
-            # MQTT-4.12.0-5 / MQTT-3.15.2-1: the method must stay the same.
+            # Section 4.12: the method must stay the same.
             self._fail("AUTH with a different authentication method", ReasonCode.PROTOCOL_ERROR)
         code = packet.reason_code
         if code == ReasonCode.CONTINUE_AUTHENTICATION:
