@@ -87,6 +87,8 @@ __all__ = ["ConnectionStatistics", "MqttConnection", "open_mqtt_connection"]
 logger = logging.getLogger("trio_mqtt")
 
 RECEIVE_SIZE = 65536
+COALESCE_BYTES = 65536
+COALESCE_ROUNDS = 32
 FATAL_FLUSH_TIMEOUT = 1.0
 
 
@@ -670,13 +672,44 @@ class MqttConnection:
             self._deadline_wakeup.set()
 
     async def _writer(self, stream: trio.abc.Stream) -> None:
+        """Send what the state machine queued, coalescing packets into few ``send_all`` calls.
+
+        While more packets keep arriving from one scheduling round to the next (a publisher
+        in a loop), the writer lets a few rounds pass before sending, up to
+        ``COALESCE_BYTES`` or ``COALESCE_ROUNDS``; a lone packet goes out after one round.
+        This cuts system calls (and the broker's wakeups) by an order of magnitude under load
+        at a cost of microseconds of latency.
+        """
         state = self._state
+        pending: list[bytes] = []
+        size = 0
+        rounds = 0
+        last_data_round = 0
         while True:
             data = state.data_to_send()
             if data:
+                pending.append(data)
+                size += len(data)
+            # keep collecting while packets still arrived in the last two rounds
+            if (
+                pending
+                and size < COALESCE_BYTES
+                and rounds < COALESCE_ROUNDS
+                and (data or rounds - last_data_round < 2)
+            ):
+                if data:
+                    last_data_round = rounds
+                rounds += 1
+                await trio.lowlevel.checkpoint()
+                continue
+            if pending:
+                blob = pending[0] if len(pending) == 1 else b"".join(pending)
+                pending.clear()
+                size = 0
+                rounds = last_data_round = 0
                 with _translate_io_errors("sending failed"):
-                    await stream.send_all(data)
-                self._bytes_sent += len(data)
+                    await stream.send_all(blob)
+                self._bytes_sent += len(blob)
                 continue
             if self._fatal is not None:
                 raise self._fatal
