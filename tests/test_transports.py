@@ -240,19 +240,21 @@ async def test_tcp_sets_nodelay_and_buffer_sizes(broker: MosquittoBroker) -> Non
 
     transport = TcpTransport(send_buffer_size=65536, receive_buffer_size=65536)
     with trio.fail_after(TIMEOUT):
-        stream = await transport.open_stream(LOCALHOST, broker.port)
+        stream = await transport.open_socket_stream(LOCALHOST, broker.port)
         assert stream.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         # Linux doubles the value it is given for bookkeeping; any OS reports at least it.
         assert stream.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= 65536
         await connack_over(stream)
-        plain = await TcpTransport(nodelay=False).open_stream(LOCALHOST, broker.port)
+        plain = await TcpTransport(nodelay=False).open_socket_stream(LOCALHOST, broker.port)
         assert not plain.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         await plain.aclose()
 
 
 async def test_tcp_local_address_is_bound(broker: MosquittoBroker) -> None:
     with trio.fail_after(TIMEOUT):
-        stream = await TcpTransport(local_address=LOCALHOST).open_stream(LOCALHOST, broker.port)
+        stream = await TcpTransport(local_address=LOCALHOST).open_socket_stream(
+            LOCALHOST, broker.port
+        )
         assert stream.socket.getsockname()[0] == LOCALHOST
         await connack_over(stream)
 

@@ -178,13 +178,13 @@ def _transport(kind: str, parts: SplitResult, tls: dict[str, Any]) -> Transport:
 
 
 def options_from_url(url: str, **overrides: Any) -> MqttOptions:
-    """Build :class:`MqttOptions` from a connection URL.
+    """Build ``MqttOptions`` from a connection URL.
 
     Schemes and default ports: ``mqtt``/``tcp`` (1883), ``mqtts``/``ssl`` (TLS, 8883), ``ws``
     (80) and ``wss`` (443) whose path becomes the WebSocket path, and ``unix`` whose path is the
     socket (``unix:///run/mosquitto/mqtt.sock``). ``user:password@`` gives the credentials.
 
-    Query keys (see :data:`QUERY_KEYS`): ``client_id``, ``keep_alive_secs``, ``clean_session``
+    Query keys (the table ``QUERY_KEYS``): ``client_id``, ``keep_alive_secs``, ``clean_session``
     or ``clean_start``, ``inflight_num``, ``max_incoming_packet_size_bytes``,
     ``max_outgoing_packet_size_bytes``, ``conn_timeout_secs``, ``request_channel_capacity_num``,
     ``protocol_version`` (``3.1.1`` or ``5``), ``ping_timeout_secs``, ``manual_acks``,
@@ -194,7 +194,7 @@ def options_from_url(url: str, **overrides: Any) -> MqttOptions:
 
     Args:
         url: the connection URL.
-        **overrides: :class:`MqttOptions` fields that take precedence over the URL (for example
+        **overrides: ``MqttOptions`` fields that take precedence over the URL (for example
             ``transport=`` to use a custom TLS context, or ``will=``).
 
     Returns:

@@ -41,12 +41,16 @@ class TcpTransport:
 
     async def open_stream(
         self, host: str, port: int, *, max_packet_size: int = 0
-    ) -> trio.SocketStream:
-        """Open a TCP connection to the broker.
+    ) -> trio.abc.Stream:
+        """Open a TCP connection to the broker (a ``trio.SocketStream``).
 
         Raises:
             TransportError: name resolution or every connection attempt failed.
         """
+        return await self.open_socket_stream(host, port)
+
+    async def open_socket_stream(self, host: str, port: int) -> trio.SocketStream:
+        """Like :meth:`open_stream`, typed as the ``trio.SocketStream`` it returns."""
         try:
             stream = await trio.open_tcp_stream(
                 host,

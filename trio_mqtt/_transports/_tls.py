@@ -15,6 +15,7 @@ import os
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import trio
 
@@ -79,10 +80,10 @@ class TlsTransport:
     """
 
     ssl_context: ssl.SSLContext | None = field(default=None, compare=False)
-    ca_file: str | os.PathLike[str] | None = None
+    ca_file: str | Path | None = None
     ca_data: str | bytes | None = None
-    cert_file: str | os.PathLike[str] | None = None
-    key_file: str | os.PathLike[str] | None = None
+    cert_file: str | Path | None = None
+    key_file: str | Path | None = None
     key_password: str | bytes | None = field(default=None, repr=False)
     alpn_protocols: Sequence[str] = ()
     server_hostname: str | None = None

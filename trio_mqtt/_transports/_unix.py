@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import trio
 
@@ -23,7 +24,7 @@ class UnixSocketTransport:
         path: file system path of the broker's socket.
     """
 
-    path: str | os.PathLike[str]
+    path: str | Path
 
     def __post_init__(self) -> None:
         if not os.fspath(self.path):
@@ -31,7 +32,7 @@ class UnixSocketTransport:
 
     async def open_stream(
         self, host: str = "", port: int = 0, *, max_packet_size: int = 0
-    ) -> trio.SocketStream:
+    ) -> trio.abc.Stream:
         """Connect to the socket at :attr:`path`.
 
         Raises:

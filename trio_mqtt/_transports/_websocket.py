@@ -137,7 +137,7 @@ class WebSocketTransport:
 
     async def open_stream(
         self, host: str, port: int, *, max_packet_size: int = 0
-    ) -> WebSocketStream:
+    ) -> trio.abc.Stream:
         """Connect (over TLS for WSS) and perform the WebSocket upgrade.
 
         Raises:
