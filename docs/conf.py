@@ -28,9 +28,6 @@ extensions = [
 # the standard library that our signatures mention are listed here instead of being linked.
 nitpicky = True
 nitpick_ignore = [
-    ("py:class", "trio.abc.Stream"),
-    ("py:class", "trio.MemorySendChannel"),
-    ("py:class", "trio.MemoryReceiveChannel"),
     ("py:class", "trustme.CA"),
     ("py:class", "trustme.LeafCert"),
     ("py:class", "V"),
@@ -41,7 +38,10 @@ nitpick_ignore_regex = [
     # Standard library modules whose documentation we do not carry.
     (r"py:.*", r"(collections\.abc|pathlib|ssl|types|subprocess|enum|datetime)\..+"),
     (r"py:.*", r"(Path|SSLContext|TracebackType|Mapping|Sequence|Iterator|Iterable)"),
-    (r"py:mod", r"(socket|ssl|time|subprocess|signal)"),
+    (r"py:mod", r"(os|socket|ssl|time|subprocess|signal)"),
+    (r"py:.*", r"os\.PathLike"),
+    # trio's and trio-websocket's own names (trio.abc.Stream, trio.SocketStream, ...).
+    (r"py:.*", r"(trio|trio_websocket)\..+"),
     (r"py:.*", r"trio_mqtt\._core\._topics\.V"),
     # Signatures name the private modules where public classes are defined; the classes
     # themselves are documented under their public names (trio_mqtt.ReasonCode...).

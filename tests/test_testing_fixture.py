@@ -144,9 +144,7 @@ async def test_publish_and_receive(mosquitto_factory):
                 assert message.topic == "greetings/world"
                 assert message.payload == b"hello"
                 break
-
-
-# [docs-example-end]
+    # [docs-example-end]
 
 
 # An MQTT 3.1.1 CONNECT as user "alice" with password "secret", spelled out byte by byte.
