@@ -133,9 +133,13 @@ class _OutgoingMixin(_SessionBase):
         # A waiting QoS 1/2 publish carries the placeholder id 1 (same encoded size as any id);
         # its real id is assigned when it enters the window.
         packet = Publish(topic, payload, level, retain, False, 1 if level else 0, properties)
-        size = encoded_size(packet, self._version)
-        if size > self._max_out:
-            raise PacketTooLargeError(size, self._max_out)
+        # Cheap upper bound first (fixed header <= 5, topic length 2, id 2, empty properties 1;
+        # at most 4 UTF-8 bytes per character); the exact size only when it might matter.
+        bound = 10 + 4 * len(topic) + len(payload)
+        if properties is not NO_PROPERTIES or bound > self._max_out:
+            size = encoded_size(packet, self._version)
+            if size > self._max_out:
+                raise PacketTooLargeError(size, self._max_out)
         self._waiting.append((packet, tag))
 
     def _check_publish_properties(self, props: Properties) -> None:
@@ -189,7 +193,7 @@ class _OutgoingMixin(_SessionBase):
             qos = packet.qos
             if qos and self._inflight >= self.window:
                 return
-            code = self._send_time_problem(packet)
+            code = self._send_time_problem(packet) if self._limits_learned else 0
             if code:
                 waiting.popleft()
                 self.statistics.publishes_discarded += 1

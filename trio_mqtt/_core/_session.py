@@ -137,6 +137,8 @@ class _SessionBase:
         self._max_out = config.max_outgoing_packet_size
         self._max_qos = 2
         self._retain_available = True
+        # True when the broker announced a QoS, retain or size limit below our defaults.
+        self._limits_learned = False
         self._keep_alive = config.keep_alive
         self._session_expiry = config.connect_properties.session_expiry_interval or 0
         self._in_aliases: dict[int, str] = {}

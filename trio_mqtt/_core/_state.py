@@ -138,6 +138,7 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
         self._max_out = config.max_outgoing_packet_size
         self._max_qos = 2
         self._retain_available = True
+        self._limits_learned = False
         self._keep_alive = config.keep_alive
         self._in_aliases = {}
         self._out_aliases = OrderedDict()
@@ -228,15 +229,15 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
             raise LocalProtocolError("receive_data() called before connect()")
         self._now = now
         self.statistics.bytes_received += len(data)
-        decoder.feed(data)
+        # decode() is much faster than a next_packet() loop. When it raises, the valid packets
+        # of the same chunk are not processed either; the connection is lost anyway and the
+        # session replay covers whatever they carried.
+        try:
+            packets = decoder.decode(data)
+        except MalformedPacketError as exc:
+            self._fail_with(exc)
         handlers = self._handlers
-        while True:
-            try:
-                packet = decoder.next_packet()
-            except MalformedPacketError as exc:
-                self._fail_with(exc)
-            if packet is None:
-                return
+        for packet in packets:
             handlers[type(packet)](packet)
 
     def receive_packet(self, packet: Packet, now: float) -> None:
@@ -291,6 +292,11 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
         if props.server_keep_alive is not None:
             # MQTT-3.2.2-21: the broker's keep alive replaces ours.
             self._keep_alive = props.server_keep_alive
+        self._limits_learned = (
+            self._max_qos < 2
+            or not self._retain_available
+            or self._max_out < config.max_outgoing_packet_size
+        )
         if props.assigned_client_identifier is not None:
             self.client_id = props.assigned_client_identifier
         if props.session_expiry_interval is not None:
