@@ -19,14 +19,17 @@ import trio
 
 from trio_mqtt import InvalidOptionError, TransportError
 from trio_mqtt._transports import (
+    CertificateVerificationError,
     HttpProxy,
     StreamLayer,
     TcpTransport,
+    TlsError,
     TlsTransport,
     Transport,
     UnixSocketTransport,
     WebSocketStream,
     WebSocketTransport,
+    translate_stream_error,
 )
 from trio_mqtt.testing import MosquittoBroker
 
@@ -298,3 +301,34 @@ def test_transport_options_are_validated() -> None:
     assert not isinstance(UnixSocketTransport("/x"), StreamLayer)
     assert "secret" not in repr(TlsTransport(cert_file="c.pem", key_password="secret"))
     assert "secret" not in repr(HttpProxy("p", 1, username="u", password="secret"))
+
+
+def test_translate_stream_error_keeps_the_cause_typed() -> None:
+    verify = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    verify.verify_code = 10
+    verify.verify_message = "certificate has expired"
+    broken = trio.BrokenResourceError()
+    broken.__cause__ = verify
+    error = translate_stream_error(broken, "TLS handshake with b:8883")
+    assert isinstance(error, CertificateVerificationError)
+    assert (error.verify_code, error.verify_message) == (10, "certificate has expired")
+    assert str(error) == (
+        "TLS handshake with b:8883: server certificate rejected: certificate has expired"
+    )
+
+    alert = ssl.SSLError(1, "[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] tlsv13 alert")
+    alert.reason = "TLSV13_ALERT_CERTIFICATE_REQUIRED"
+    wrapped = trio.BrokenResourceError()
+    wrapped.__cause__ = alert
+    tls_error = translate_stream_error(wrapped, "receiving")
+    assert type(tls_error) is TlsError
+    assert "tlsv13 alert certificate required" in str(tls_error)
+
+    reset = trio.BrokenResourceError()
+    reset.__cause__ = ConnectionResetError(104, "Connection reset by peer")
+    plain = translate_stream_error(reset, "receiving")
+    assert type(plain) is TransportError
+    assert "Connection reset by peer" in str(plain)
+    assert "closed" in str(translate_stream_error(trio.ClosedResourceError(), "sending"))
+    already = TransportError("x")
+    assert translate_stream_error(already, "y") is already

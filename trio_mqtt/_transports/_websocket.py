@@ -298,6 +298,8 @@ class WebSocketStream(trio.abc.Stream):
                     break
                 data = await self.transport_stream.receive_some(_RECEIVE_SIZE)
                 if self._ws.state is ConnectionState.CLOSED:
+                    # Closing handshake done: whatever else arrives is not ours to read.
+                    self._peer_closed = self._peer_closed or not data
                     continue
                 try:
                     self._ws.receive_data(bytes(data) if data else None)
