@@ -393,3 +393,112 @@ def test_replay_after_reconnect_keeps_order_ids_and_sets_dup() -> None:
         Publish("t", b"later", QoS.AT_LEAST_ONCE, packet_id=7),
     ]
     assert client.statistics.retransmissions == 4
+
+
+def test_half_open_noticed_within_keep_alive_plus_ping_timeout_of_last_send() -> None:
+    broker = connected(keep_alive=10, ping_timeout=4)
+    client = broker.client
+    client.publish("t", b"", QoS.AT_MOST_ONCE, now=3.0)  # the last packet we send
+    broker.pump()
+    deadline = client.next_deadline()
+    assert deadline == 13.0
+    client.handle_timeout(deadline)
+    deadline = client.next_deadline()
+    assert deadline == 17.0  # = 3 + keep_alive + ping_timeout
+    with pytest.raises(KeepAliveTimeout):
+        client.handle_timeout(deadline)
+    assert client.state is ConnectionState.DISCONNECTED
+
+
+# ---------------------------------------------------------------- introspection
+
+
+def test_can_publish_and_counts_follow_the_window() -> None:
+    client = make_client(inflight=1)
+    broker = SansioBroker(client)
+    assert not client.can_publish()  # not connected
+    broker.connect()
+    assert client.can_publish()
+    client.publish("t", b"", QoS.AT_LEAST_ONCE, now=0.0)
+    assert not client.can_publish()
+    assert (client.inflight_count, client.waiting_count, client.window) == (1, 0, 1)
+    client.publish("t", b"", QoS.AT_LEAST_ONCE, now=0.0)
+    assert (client.inflight_count, client.waiting_count) == (1, 1)
+    broker.pump()
+    broker.send(PubAck(1))
+    assert (client.inflight_count, client.waiting_count) == (1, 0)
+    broker.pump()
+    broker.send(PubAck(2))
+    assert client.can_publish()
+    assert client.is_idle()
+
+
+def test_is_idle_counts_unacked_incoming_publishes() -> None:
+    broker = connected(manual_acks=True)
+    client = broker.client
+    broker.publish("a", qos=1, packet_id=4)
+    assert not client.is_idle()
+    client.ack(4, now=0.0)
+    assert client.is_idle()
+
+
+def test_statistics_count_packets_and_bytes() -> None:
+    broker = connected()
+    client = broker.client
+    client.publish("t", b"12345", QoS.AT_LEAST_ONCE, now=0.0)
+    sent = broker.client.statistics.bytes_sent
+    broker.pump()
+    broker.send(PubAck(1))
+    broker.publish("in", qos=0)
+    stats = client.statistics
+    assert stats.packets_sent == 2  # CONNECT, PUBLISH
+    assert stats.publishes_sent == 1
+    assert stats.packets_received == 3  # CONNACK, PUBACK, PUBLISH
+    assert stats.publishes_received == 1
+    # CONNECT: 2 fixed + 10 variable header + 3 client id; PUBLISH: 2 + 3 topic + 2 id + 5 payload
+    assert sent == 15 + 12
+    assert stats.bytes_received == 4 + 4 + 2 + 3 + 1
+
+
+def test_connection_lost_discards_unsent_bytes() -> None:
+    broker = connected()
+    client = broker.client
+    client.publish("t", b"", QoS.AT_LEAST_ONCE, now=0.0)
+    client.connection_lost(1.0)
+    assert client.data_to_send() == b""
+    assert client.state is ConnectionState.DISCONNECTED
+    assert client.inflight_count == 1  # the session keeps it for the replay
+    assert client.next_deadline() is None
+
+
+def test_failing_puback_completes_with_its_reason_code() -> None:
+    broker = connected(protocol_version=5)
+    broker.client.publish("t", b"", QoS.AT_LEAST_ONCE, tag="t", now=0.0)
+    broker.pump()
+    broker.send(PubAck(1, 0x87))
+    assert PublishDone("t", 1, 0x87) in broker.client.take_events()
+    assert broker.client.is_idle()
+
+
+def test_payload_buffers_are_accepted_as_bytes() -> None:
+    broker = connected()
+    broker.client.publish("t", bytearray(b"ab"), QoS.AT_MOST_ONCE, now=0.0)
+    broker.client.publish("t", memoryview(b"cd"), QoS.AT_MOST_ONCE, now=0.0)
+    assert [p.payload for p in broker.pump()] == [b"ab", b"cd"]  # type: ignore[union-attr]
+
+
+def test_manual_ack_qos1_duplicate_is_delivered_again_but_acked_once() -> None:
+    broker = connected(manual_acks=True)
+    first = broker.publish("a", b"m", qos=1, packet_id=8)
+    second = broker.publish("a", b"m", qos=1, packet_id=8, dup=True)
+    delivered = [e for e in broker.events() if isinstance(e, Incoming)]
+    assert delivered == [Incoming(first), Incoming(second)]
+    broker.client.ack(8, now=0.0)
+    assert broker.pump() == [PubAck(8)]
+    with pytest.raises(UnknownPacketIdError):
+        broker.client.ack(8, now=0.0)
+
+
+def test_receive_data_before_connect_is_a_local_error() -> None:
+    with pytest.raises(LocalProtocolError):
+        make_client().receive_data(b"\x20\x02\x00\x00", 0.0)
