@@ -457,7 +457,7 @@ def test_statistics_count_packets_and_bytes() -> None:
     assert stats.publishes_received == 1
     # CONNECT: 2 fixed + 10 variable header + 3 client id; PUBLISH: 2 + 3 topic + 2 id + 5 payload
     assert sent == 15 + 12
-    assert stats.bytes_received == 4 + 4 + 2 + 3 + 1
+    assert stats.bytes_received == 4 + 4 + 7  # CONNACK, PUBACK, PUBLISH "in" b"x"
 
 
 def test_connection_lost_discards_unsent_bytes() -> None:
