@@ -16,7 +16,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from trio_mqtt._core._codec import PacketDecoder, encode
 from trio_mqtt._core._config import SessionConfig
-from trio_mqtt._core._events import Incoming, PublishDone, PublishDropped
+from trio_mqtt._core._events import Incoming, PublishDone, PublishDropped, SubscribeDone
 from trio_mqtt._core._packets import (
     ConnAck,
     Connect,
@@ -29,6 +29,9 @@ from trio_mqtt._core._packets import (
     PubRec,
     PubRel,
     QoS,
+    SubAck,
+    Subscribe,
+    Subscription,
 )
 from trio_mqtt._core._state import ClientState, ConnectionState
 
@@ -45,10 +48,17 @@ AWAIT_PUBCOMP = "await-pubcomp"  # PUBREL sent
 
 class SessionMachine(RuleBasedStateMachine):
     version = ProtocolVersion.V311
+    manual_acks = False
 
     def __init__(self) -> None:
         super().__init__()
-        config = SessionConfig("m", protocol_version=self.version, clean_start=False, inflight=3)
+        config = SessionConfig(
+            "m",
+            protocol_version=self.version,
+            clean_start=False,
+            inflight=3,
+            manual_acks=self.manual_acks,
+        )
         self.client = ClientState(config)
         self.decoder = PacketDecoder(self.version)
         self.now = 0.0
@@ -60,6 +70,9 @@ class SessionMachine(RuleBasedStateMachine):
         self.srv_out: dict[int, tuple[str, Publish]] = {}
         self.srv_next_id = 0
         self.delivered_qos2: dict[bytes, int] = {}
+        self.srv_subs: dict[int, Subscribe] = {}
+        self.subscribe_tags: set[int] = set()
+        self.subscribe_done: set[int] = set()
         self.client.connect(self.now)
         self._connack(session_present=False)
 
@@ -71,6 +84,7 @@ class SessionMachine(RuleBasedStateMachine):
         if not session_present:
             self.srv_in.clear()
             self.srv_out.clear()
+            self.srv_subs.clear()
         self._send(ConnAck(session_present))
         if session_present:
             # MQTT-4.4.0-1 applies to the broker too: resend its unacknowledged flows.
@@ -90,6 +104,9 @@ class SessionMachine(RuleBasedStateMachine):
 
     def _pump(self) -> None:
         for event in self.client.take_events():
+            if isinstance(event, SubscribeDone):
+                assert event.tag not in self.subscribe_done, "subscribe finished twice"
+                self.subscribe_done.add(event.tag)  # type: ignore[arg-type]
             if isinstance(event, (PublishDone, PublishDropped)) and event.tag is not None:
                 assert event.tag not in self.finished, f"publish {event.tag} finished twice"
                 self.finished[event.tag] = "done" if isinstance(event, PublishDone) else "dropped"
@@ -111,6 +128,7 @@ class SessionMachine(RuleBasedStateMachine):
                 if not packet.dup:
                     # MQTT-2.2.1-3: a new message never reuses an id still in use.
                     assert held is None, f"packet id {packet.packet_id} reused while held"
+                    assert packet.packet_id not in self.srv_subs
                 if packet.qos == 1:
                     self.srv_in[packet.packet_id] = (OWE_PUBACK, packet.payload)
                 elif held is None or held[0] != OWE_PUBCOMP:
@@ -130,6 +148,13 @@ class SessionMachine(RuleBasedStateMachine):
         elif isinstance(packet, PubComp):
             entry = self.srv_out.pop(packet.packet_id, None)
             assert entry is None or entry[0] == AWAIT_PUBCOMP
+        elif isinstance(packet, Subscribe):
+            pending = self.srv_subs.get(packet.packet_id)
+            if pending is None:
+                assert packet.packet_id not in self.srv_in, "SUBSCRIBE reused a held id"
+            else:
+                assert pending == packet, "a different SUBSCRIBE reused a held id"
+            self.srv_subs[packet.packet_id] = packet
         else:
             assert isinstance(packet, PingReq), packet
 
@@ -206,6 +231,31 @@ class SessionMachine(RuleBasedStateMachine):
             self.srv_out[pid] = (AWAIT_PUBCOMP, publish)
             self._send(PubRel(pid))
 
+    @rule()
+    def subscribe(self) -> None:
+        self.counter += 1
+        self.subscribe_tags.add(self.counter)
+        topic_filter = f"s/{self.counter % 3}"
+        self.client.subscribe([Subscription(topic_filter)], tag=self.counter, now=self.now)
+        self._pump()
+
+    @precondition(lambda self: self.connected and self.srv_subs)
+    @rule(data=st.data())
+    def broker_answers_subscribe(self, data: st.DataObject) -> None:
+        pid = data.draw(st.sampled_from(sorted(self.srv_subs)))
+        request = self.srv_subs.pop(pid)
+        self._send(SubAck(pid, (0,) * len(request.subscriptions)))
+
+    @precondition(lambda self: self.manual_acks and self._unacked_incoming())
+    @rule(data=st.data())
+    def application_acks(self, data: st.DataObject) -> None:
+        pid = data.draw(st.sampled_from(self._unacked_incoming()))
+        self.client.ack(pid, now=self.now)
+        self._pump()
+
+    def _unacked_incoming(self) -> list[int]:
+        return sorted(pid for pid, state in self.client._incoming.items() if state != 3)
+
     @rule(seconds=st.sampled_from([1.0, 30.0, 61.0]))
     def time_passes(self, seconds: float) -> None:
         self.now += seconds
@@ -242,14 +292,22 @@ class SessionMachine(RuleBasedStateMachine):
                 self.reconnect(session_present=True)
             for pid in self._owed():
                 self._broker_answer(pid, lose=False)
+            for pid in self._unacked_incoming():
+                self.client.ack(pid, now=self.now)
+                self._pump()
+            for pid in sorted(self.srv_subs):
+                if self.connected:
+                    request = self.srv_subs.pop(pid)
+                    self._send(SubAck(pid, (0,) * len(request.subscriptions)))
             for pid, (state, _) in list(self.srv_out.items()):
                 if state == OWE_PUBREL:
                     self.srv_out[pid] = (AWAIT_PUBCOMP, self.srv_out[pid][1])
                     self._send(PubRel(pid))
-            if self.client.is_idle() and not self._owed():
+            if self.client.is_idle() and not self._owed() and not self.srv_subs:
                 break
         assert self.client.is_idle()
         assert set(self.finished) == set(self.admitted), "some publish never completed"
+        assert self.subscribe_done == self.subscribe_tags, "some subscribe never completed"
         for tag, qos in self.admitted.items():
             if qos and self.finished[tag] == "done":
                 assert str(tag).encode() in self.broker_got
@@ -263,6 +321,10 @@ class SessionMachineV5(SessionMachine):
     version = ProtocolVersion.V5
 
 
+class SessionMachineManualAcks(SessionMachine):
+    manual_acks = True
+
+
 _settings = settings(
     max_examples=60,
     stateful_step_count=40,
@@ -273,3 +335,5 @@ TestSessionV311 = SessionMachine.TestCase
 TestSessionV311.settings = _settings
 TestSessionV5 = SessionMachineV5.TestCase
 TestSessionV5.settings = _settings
+TestSessionManualAcks = SessionMachineManualAcks.TestCase
+TestSessionManualAcks.settings = _settings
