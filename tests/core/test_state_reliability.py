@@ -96,20 +96,23 @@ def test_subscribe_ids_never_reused_while_in_flight() -> None:
     broker = connected(inflight=5)
     client = broker.client
     client.subscribe([Subscription("a")], now=0.0)
-    (sub,) = broker.expect(Subscribe)
-    assert isinstance(sub, Subscribe)
-    seen = set()
-    for _ in range(70_000):
+    client.unsubscribe(["b"], now=0.0)
+    sub, unsub = broker.expect(Subscribe, Unsubscribe)
+    assert (sub.packet_id, unsub.packet_id) == (1, 2)  # type: ignore[union-attr]
+    client._last_id = 65530  # publishes wrap around past the held ids 1 and 2
+    seen = []
+    for _ in range(10):
         client.publish("t", b"", QoS.AT_LEAST_ONCE, now=0.0)
         for packet in broker.pump():
             assert isinstance(packet, Publish)
-            assert packet.packet_id != sub.packet_id
-            seen.add(packet.packet_id)
+            seen.append(packet.packet_id)
             broker.send(PubAck(packet.packet_id))
-    assert len(seen) == 65534  # every id but the subscribe's was used: wrap-around happened
-    broker.send(SubAck(sub.packet_id, (1,)))
+    assert seen == [65531, 65532, 65533, 65534, 65535, 3, 4, 5, 6, 7]
+    broker.send(SubAck(1, (1,)), UnsubAck(2))
+    client._last_id = 65535
     client.publish("t", b"", QoS.AT_LEAST_ONCE, now=0.0)
-    assert broker.pump()
+    (packet,) = broker.pump()
+    assert packet.packet_id == 1  # type: ignore[union-attr]
 
 
 def test_no_stuck_collision_when_next_id_is_held() -> None:
