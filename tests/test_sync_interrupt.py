@@ -1,0 +1,94 @@
+"""Ctrl-C while the main thread is blocked in the sync API: clean shutdown, then re-raise.
+
+SIGINT only reaches the main thread, and pytest treats a KeyboardInterrupt as the end of the
+session, so each case runs in a child process. A helper thread in the child waits until the
+main thread is really blocked inside ``recv()`` (by looking at its stack) before it sends the
+signal, so the test never races the call it interrupts.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import trio_mqtt
+from trio_mqtt.testing import MosquittoBroker
+
+PACKAGE_ROOT = str(Path(trio_mqtt.__file__).resolve().parent.parent)
+
+CHILD = textwrap.dedent(
+    """
+    import os, signal, sys, threading, time
+    from trio_mqtt import ConnectionClosed
+    from trio_mqtt.sync import connect
+
+    url, mode = sys.argv[1], sys.argv[2]
+    client, connection = connect(url + "/?client_id=interrupted-" + mode)
+    client.subscribe("quiet/#", 1)
+    main_id = threading.main_thread().ident
+
+    def blocked() -> bool:
+        frame = sys._current_frames().get(main_id)
+        names = set()
+        while frame is not None:
+            names.add(frame.f_code.co_name)
+            frame = frame.f_back
+        return "recv" in names and "_send_message_to_trio" in names
+
+    def interrupter() -> None:
+        deadline = time.monotonic() + 10
+        while not blocked():
+            if time.monotonic() > deadline:
+                os._exit(3)
+            time.sleep(0.002)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    helper = threading.Thread(target=interrupter)
+    helper.start()
+    try:
+        if mode == "recv":
+            while connection.try_recv() is not None:
+                pass
+            connection.recv()
+        else:
+            for event in connection.iter():
+                pass
+    except KeyboardInterrupt:
+        helper.join()
+        print("interrupted")
+    else:
+        print("not interrupted")
+        sys.exit(4)
+    print("threads", [t.name for t in threading.enumerate() if t is not helper])
+    print("running", connection.running)
+    try:
+        client.publish("quiet/after", b"x")
+    except ConnectionClosed:
+        print("publish raises ConnectionClosed")
+    """
+)
+
+
+@pytest.mark.parametrize("mode", ["recv", "iter"])
+def test_keyboard_interrupt_in_blocking_read(mosquitto: MosquittoBroker, mode: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, mosquitto.url, mode],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={**os.environ, "PYTHONPATH": PACKAGE_ROOT},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "interrupted",
+        "threads ['MainThread']",
+        "running False",
+        "publish raises ConnectionClosed",
+    ], result.stderr
+    assert "Traceback" not in result.stderr
