@@ -11,21 +11,28 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import trio
+import trustme
 from test_transport_proxy import FakeProxy, start_proxy
+from test_transport_websocket import idle, run_fake
 from test_transports import LOCALHOST, TIMEOUT
 
 from trio_mqtt import (
+    ConnectionLost,
+    InvalidOptionError,
     MqttOptions,
     ProtocolVersion,
     QoS,
     open_mqtt_connection,
 )
 from trio_mqtt._transports import (
+    CertificateVerificationError,
     HttpProxy,
+    ProxyError,
     TcpTransport,
     TlsTransport,
     Transport,
     UnixSocketTransport,
+    WebSocketError,
     WebSocketTransport,
 )
 from trio_mqtt.testing import MosquittoBroker
@@ -111,3 +118,45 @@ async def test_client_round_trip_from_a_url(broker: MosquittoBroker, kind: str) 
         "unix": f"unix://{broker.unix_path}?client_id=url-unix&keep_alive_secs=5",
     }[kind]
     await round_trip(url, f"transports/url/{kind}")
+
+
+async def test_transport_errors_reach_the_user_typed(broker: MosquittoBroker) -> None:
+    untrusted = TlsTransport(ca_data=trustme.CA().cert_pem.bytes().decode())
+    options = MqttOptions("typed-errors", LOCALHOST, broker.tls_port, transport=untrusted)
+    with trio.fail_after(TIMEOUT), pytest.raises(CertificateVerificationError):
+        async with open_mqtt_connection(options):
+            pass  # pragma: no cover - the connection must fail
+
+    async with trio.open_nursery() as nursery:
+        port = await start_proxy(nursery, FakeProxy(credentials=("u", "p")))
+        proxied = options.replace(transport=HttpProxy(LOCALHOST, port), port=broker.port)
+        with trio.fail_after(TIMEOUT), pytest.raises(ProxyError, match="407"):
+            async with open_mqtt_connection(proxied):
+                pass  # pragma: no cover
+
+        _server, ws_port = await run_fake(nursery, idle, reject_status=403)
+        refused = options.replace(transport=WebSocketTransport(), port=ws_port)
+        with trio.fail_after(TIMEOUT), pytest.raises(WebSocketError, match="403"):
+            async with open_mqtt_connection(refused):
+                pass  # pragma: no cover
+        nursery.cancel_scope.cancel()
+
+    with pytest.raises(InvalidOptionError, match="'bogus'"):
+        async with open_mqtt_connection(f"mqtt://{LOCALHOST}:{broker.port}?bogus=1"):
+            pass  # pragma: no cover
+
+
+async def test_mutual_tls_through_the_client() -> None:
+    with MosquittoBroker(tls=True, require_certificate=True, log_types=("error",)) as mtls:
+        with_cert = TlsTransport(
+            ca_file=mtls.ca_pem_path,
+            cert_file=mtls.client_cert_path,
+            key_file=mtls.client_key_path,
+        )
+        options = MqttOptions("mtls", LOCALHOST, mtls.tls_port, transport=with_cert)
+        await round_trip(options, "transports/mtls")
+        # Without the certificate the broker drops us after the TLS 1.3 handshake.
+        without = options.replace(transport=TlsTransport(ca_file=mtls.ca_pem_path))
+        with trio.fail_after(TIMEOUT), pytest.raises(ConnectionLost):
+            async with open_mqtt_connection(without):
+                pass  # pragma: no cover
