@@ -304,8 +304,9 @@ async def test_full_window_blocks_publishers_until_acks_arrive(
                     await conn.client.publish("w", str(sent), qos=QoS.AT_LEAST_ONCE)
                     sent += 1
             assert conn.statistics().inflight == 2
-            # window (2) + waiting in the state machine (2) + request channel (1)
-            assert sent == 5
+            # bounded: window (2) + the state machine's waiting queue (2, plus the one request
+            # the intake task may already hold) + the request channel (1)
+            assert 5 <= sent <= 6
             # a subscribe is not held back by the full publish window
             result = await conn.client.subscribe_many(["x"])
             assert result.reason_codes == (0,)

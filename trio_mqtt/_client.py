@@ -73,11 +73,14 @@ def _payload_bytes(payload: Payload) -> bytes:
     raise TypeError(f"payload must be bytes or str, not {type(payload).__name__}")
 
 
+_QOS_LEVELS = {0: QoS.AT_MOST_ONCE, 1: QoS.AT_LEAST_ONCE, 2: QoS.EXACTLY_ONCE}
+
+
 def _qos(value: int) -> QoS:
-    try:
-        return QoS(value)
-    except ValueError:
-        raise InvalidOptionError(f"qos must be 0, 1 or 2, got {value!r}") from None
+    level = _QOS_LEVELS.get(value)
+    if level is None:
+        raise InvalidOptionError(f"qos must be 0, 1 or 2, got {value!r}")
+    return level
 
 
 class Client:
@@ -166,9 +169,37 @@ class Client:
         topics, QoS values and sizes raise here, before anything is queued. Use
         :meth:`publish_tracked` to learn when the broker has the message.
         """
-        await self._publish.send(
-            self._publish_request(topic, payload, qos, retain, properties, None)
-        )
+        await self._submit(self._publish_request(topic, payload, qos, retain, properties, None))
+
+    async def _submit(self, request: PublishRequest) -> None:
+        """Admit a publish: straight into the state machine when nothing is queued ahead of
+        it and the window has room, else through the channel (which may block).
+
+        Either way a cancelled call was not admitted and an admitted one was not cancelled,
+        exactly like ``MemorySendChannel.send``: cancellation is only checked before.
+        """
+        if self._closed:
+            raise trio.ClosedResourceError("this client handle is closed")
+        await trio.lowlevel.checkpoint_if_cancelled()
+        connection = self._connection
+        if connection._publish_directly(request):
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return
+        connection._queued_publishes += 1
+        try:
+            await self._publish.send(request)
+        except BaseException:
+            connection._queued_publishes -= 1
+            raise
+
+    def _submit_nowait(self, request: PublishRequest) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("this client handle is closed")
+        connection = self._connection
+        if connection._publish_directly(request):
+            return
+        self._publish.send_nowait(request)
+        connection._queued_publishes += 1
 
     def publish_nowait(
         self,
@@ -180,9 +211,7 @@ class Client:
         properties: Properties | None = None,
     ) -> None:
         """Like :meth:`publish`, but raise :class:`trio.WouldBlock` when the queue is full."""
-        self._publish.send_nowait(
-            self._publish_request(topic, payload, qos, retain, properties, None)
-        )
+        self._submit_nowait(self._publish_request(topic, payload, qos, retain, properties, None))
 
     async def publish_tracked(
         self,
@@ -199,9 +228,7 @@ class Client:
         failing PUBREC) for QoS 2.
         """
         tracker: Tracker[PublishResult] = Tracker()
-        await self._publish.send(
-            self._publish_request(topic, payload, qos, retain, properties, tracker)
-        )
+        await self._submit(self._publish_request(topic, payload, qos, retain, properties, tracker))
         return tracker
 
     def publish_tracked_nowait(
@@ -215,9 +242,7 @@ class Client:
     ) -> Tracker[PublishResult]:
         """Like :meth:`publish_tracked`, but raise :class:`trio.WouldBlock` when full."""
         tracker: Tracker[PublishResult] = Tracker()
-        self._publish.send_nowait(
-            self._publish_request(topic, payload, qos, retain, properties, tracker)
-        )
+        self._submit_nowait(self._publish_request(topic, payload, qos, retain, properties, tracker))
         return tracker
 
     # ------------------------------------------------------------------ subscribe

@@ -51,7 +51,7 @@ from ._core._events import (
     SubscribeDone,
     UnsubscribeDone,
 )
-from ._core._packets import Publish
+from ._core._packets import NO_PROPERTIES, Publish
 from ._core._state import ClientState, ConnectionState
 from ._core._topics import FilterTree, parse_shared, validate_filter
 from ._dispatch import (
@@ -89,6 +89,8 @@ logger = logging.getLogger("trio_mqtt")
 RECEIVE_SIZE = 65536
 COALESCE_BYTES = 65536
 COALESCE_ROUNDS = 32
+#: publishes that may wait for the writer before publishers are held back
+MAX_UNFLUSHED = 256
 FATAL_FLUSH_TIMEOUT = 1.0
 
 
@@ -157,6 +159,12 @@ class MqttConnection:
         self._reconnect_on_next_poll = False
         self._awaiting_reconnect = False
         self._intakes_done = 0
+        #: publishes sitting in the publish channel (kept by the client handles)
+        self._queued_publishes = 0
+        #: publishes handed to the state machine since the writer last took its output
+        self._unflushed = 0
+        self._flushed = Signal()
+        self._publish_limits = (options.max_outgoing_packet_size, 2, True)
         self._connects = 0
         self._packets_sent = 0
         self._packets_received = 0
@@ -296,20 +304,15 @@ class MqttConnection:
     # ================================================================= validation
     def _check_publish(self, request: PublishRequest) -> None:
         """Refuse, in the caller's task, a publish the broker's limits forbid."""
-        connack = self._state.connack
-        limit = self.options.max_outgoing_packet_size
-        if connack is not None:
-            props = connack.properties
-            if props.maximum_packet_size is not None:
-                limit = min(limit, props.maximum_packet_size)
-            if props.maximum_qos is not None and request.qos > props.maximum_qos:
-                raise LocalProtocolError(
-                    f"the broker supports QoS up to {props.maximum_qos}, not {request.qos}"
-                )
-            if request.retain and props.retain_available == 0:
-                raise LocalProtocolError("the broker does not support retained messages")
-        rough = len(request.payload) + 4 * len(request.topic) + 16
-        if rough >= limit or request.properties:
+        limit, max_qos, retain_ok = self._publish_limits
+        if request.qos > max_qos:
+            raise LocalProtocolError(f"the broker supports QoS up to {max_qos}, not {request.qos}")
+        if request.retain and not retain_ok:
+            raise LocalProtocolError("the broker does not support retained messages")
+        if (
+            len(request.payload) + 4 * len(request.topic) + 16 >= limit
+            or request.properties is not NO_PROPERTIES
+        ):
             size = encoded_size(
                 Publish(
                     request.topic,
@@ -324,6 +327,21 @@ class MqttConnection:
             )
             if size > limit:
                 raise PacketTooLargeError(size, limit)
+
+    def _update_publish_limits(self) -> None:
+        """Cache what the current CONNACK allows (checked on every publish)."""
+        limit = self.options.max_outgoing_packet_size
+        max_qos = 2
+        retain_ok = True
+        connack = self._state.connack
+        if connack is not None:
+            props = connack.properties
+            if props.maximum_packet_size is not None:
+                limit = min(limit, props.maximum_packet_size)
+            if props.maximum_qos is not None:
+                max_qos = props.maximum_qos
+            retain_ok = props.retain_available != 0
+        self._publish_limits = (limit, max_qos, retain_ok)
 
     # ================================================================= events
     def _all_routes(self) -> list[Route]:
@@ -432,14 +450,18 @@ class MqttConnection:
         while True:
             while state.waiting_count >= limit:
                 await self._window_wakeup.wait()
+            while self._unflushed >= MAX_UNFLUSHED:
+                await self._flushed.wait()
             try:
                 request = await receive.receive()
             except trio.EndOfChannel:
                 break
             now = trio.current_time()
             while True:
+                self._queued_publishes -= 1
+                self._unflushed += 1
                 self._apply_publish(request, now)
-                if state.waiting_count >= limit:
+                if state.waiting_count >= limit or self._unflushed >= MAX_UNFLUSHED:
                     break
                 try:
                     request = receive.receive_nowait()
@@ -469,6 +491,28 @@ class MqttConnection:
                 tracker._fail(exc)
             else:
                 logger.warning("publish to %r refused: %s", request.topic, exc)
+
+    def _publish_directly(self, request: PublishRequest) -> bool:
+        """The publish fast path: apply ``request`` now if nothing is queued ahead of it.
+
+        Called from the publisher's task. The state machine call is synchronous, so this is
+        as safe as the intake task doing it, and it saves a channel hop per message. Returns
+        False (the caller then uses the channel) when earlier publishes still wait in the
+        channel, or the state machine's waiting queue is full.
+        """
+        if (
+            self._queued_publishes
+            or self._unflushed >= MAX_UNFLUSHED
+            or self._state.waiting_count >= self.options.inflight
+            or self._end is not None
+            or self._nursery is None
+        ):
+            return False
+        self._apply_publish(request, trio.current_time())
+        self._unflushed += 1
+        self._collect()
+        self._writer_wakeup.set()
+        return True
 
     def _intake_finished(self) -> None:
         self._intakes_done += 1
@@ -598,6 +642,7 @@ class MqttConnection:
             )
         assert stream is not None
         self._connects += 1
+        self._update_publish_limits()
         logger.info("connected to %s:%d", options.host, options.port)
         self._window_wakeup.set()
         return stream
@@ -690,6 +735,8 @@ class MqttConnection:
             if data:
                 pending.append(data)
                 size += len(data)
+                self._unflushed = 0
+                self._flushed.set()
             # keep collecting while packets still arrived in the last two rounds
             if (
                 pending

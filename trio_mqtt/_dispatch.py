@@ -25,7 +25,7 @@ from typing import Generic, Literal, TypeVar
 
 import trio
 
-from ._core._errors import MqttError
+from ._core._errors import ConnectionClosed, MqttError, RequestsDone
 from ._core._packets import Publish
 
 __all__ = ["Disconnected", "EventBuffer", "MessageStream", "Overflow", "Reconnecting", "Signal"]
@@ -243,8 +243,6 @@ class MessageStream:
         return self
 
     async def __anext__(self) -> Publish:
-        from ._core._errors import ConnectionClosed, RequestsDone
-
         try:
             return await self._route.get()
         except (ConnectionClosed, RequestsDone):

@@ -121,7 +121,8 @@ class Properties:
     shared_subscription_available: int | None = None
 
     def __bool__(self) -> bool:
-        return self != NO_PROPERTIES
+        # identity first: comparing all fields is slow and NO_PROPERTIES is the common case
+        return self is not NO_PROPERTIES and self != NO_PROPERTIES
 
     def __repr__(self) -> str:
         # Only the properties that are present: a full listing of 27 fields hides the few
