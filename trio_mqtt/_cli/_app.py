@@ -1,0 +1,166 @@
+"""The ``trio-mqtt`` program: argument parsing, dispatch to a command, exit codes.
+
+Each command is an async function ``run_X(args, console) -> int`` run under ``trio.run``.
+Whatever escapes it is turned into an exit code and a single line on standard error by
+:func:`trio_mqtt._cli._exit.classify`; argparse's own errors are made one line too (with a
+pointer to ``--help``) and give exit code 2. ``-h`` means the broker host, as in the mosquitto
+tools, so help is only ``--help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+import trio
+
+from ._bench import add_bench_parser, run_bench
+from ._connect import add_connection_arguments
+from ._demo import add_demo_parser, run_demo
+from ._exit import EXIT_CODES_HELP, CliError, ExitCode, _leaf, classify
+from ._output import Console
+from ._pub import add_pub_parser, run_pub
+from ._sub import add_sub_parser, run_sub
+
+__all__ = ["build_parser", "main"]
+
+Command = Callable[[argparse.Namespace, Console], Awaitable[int]]
+
+DESCRIPTION = "A command-line MQTT client built on trio-mqtt (MQTT 3.1.1 and 5.0)."
+
+_COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Command]] = [
+    ("sub", "subscribe and print messages", add_sub_parser, run_sub),
+    ("pub", "publish messages", add_pub_parser, run_pub),
+    ("bench", "measure throughput and latency through a broker", add_bench_parser, run_bench),
+    (
+        "demo",
+        "a publish/subscribe round trip (starts a broker if needed)",
+        add_demo_parser,
+        run_demo,
+    ),
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line and raise instead of exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CliError(ExitCode.USAGE, f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _add_help(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--help", action="help", help="show this help and exit")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of the whole program (sub-commands sub, pub, bench and demo)."""
+    from .. import __version__
+
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(
+        prog="trio-mqtt",
+        description=DESCRIPTION,
+        epilog=EXIT_CODES_HELP,
+        formatter_class=formatter,
+        add_help=False,
+    )
+    _add_help(parser)
+    parser.add_argument("--version", action="version", version=f"trio-mqtt {__version__}")
+    commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
+    commands.required = True
+    for name, summary, add_arguments, handler in _COMMANDS:
+        sub = commands.add_parser(
+            name,
+            help=summary,
+            description=f"trio-mqtt {name}: {summary}.",
+            epilog=EXIT_CODES_HELP,
+            formatter_class=formatter,
+            add_help=False,
+        )
+        _add_help(sub)
+        add_arguments(sub)
+        add_connection_arguments(sub)
+        sub.set_defaults(handler=handler)
+    return parser
+
+
+@contextmanager
+def _library_logging(debug: bool, console: Console) -> Iterator[None]:
+    """Show the library's log on stderr with ``-d``; keep it quiet otherwise."""
+    logger = logging.getLogger("trio_mqtt")
+    handler: logging.Handler
+    if debug:
+        handler = logging.StreamHandler(console.stderr)
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    else:
+        handler = logging.NullHandler()
+    old_level = logger.level
+    logger.addHandler(handler)
+    if debug:
+        logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so the final flush cannot fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``trio-mqtt`` program and return its exit code.
+
+    Args:
+        argv: the arguments without the program name; ``sys.argv[1:]`` when None.
+
+    Returns:
+        The exit code (see :class:`~trio_mqtt._cli._exit.ExitCode`): 0 success, 1 rejected by
+        the broker, 2 bad arguments, 3 connection refused, 4 cannot connect or timeout,
+        5 protocol error, 130 interrupted.
+    """
+    console = Console()
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except CliError as exc:
+        console.err(f"{exc.message}")
+        return exc.code
+    except SystemExit as exc:  # --help and --version
+        return int(exc.code) if isinstance(exc.code, int) else int(ExitCode.USAGE)
+    debug = bool(getattr(args, "debug", False))
+    handler: Command = args.handler
+    try:
+        with _library_logging(debug, console):
+            result: Any = trio.run(handler, args, console)
+        return int(result)
+    except BaseException as exc:
+        leaf = _leaf(exc)
+        if isinstance(leaf, BrokenPipeError):
+            _silence_stdout()
+            return ExitCode.OK
+        if isinstance(leaf, KeyboardInterrupt):
+            return ExitCode.INTERRUPTED
+        classified = classify(exc)
+        if classified is None:
+            if isinstance(exc, SystemExit | GeneratorExit):
+                raise
+            if debug:
+                traceback.print_exception(exc, file=console.stderr)
+            console.err(f"trio-mqtt: internal error: {leaf!r} (run with -d for details)")
+            return ExitCode.REJECTED
+        exit_code, message = classified
+        console.err(f"trio-mqtt: error: {message}")
+        return exit_code

@@ -1,0 +1,183 @@
+"""``trio-mqtt pub``: publish messages, like mosquitto_pub.
+
+The payload comes from exactly one of ``-m`` (the text), ``-f`` (a file's bytes), ``-s`` (all of
+standard input), ``-l`` (one message per line of standard input) or ``-n`` (empty). Every
+message is published with a tracker, and a checker task waits for the trackers in order, so
+many messages are in flight at once (pipelined) while the exit code still says whether the
+broker took every one of them: QoS 0 counts once written, QoS 1 on PUBACK, QoS 2 on PUBCOMP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import AsyncIterator, Callable
+from typing import IO
+
+import trio
+
+from .._connection import open_mqtt_connection
+from .._core._packets import QoS
+from .._core._topics import validate_topic
+from .._requests import PublishResult, Tracker
+from ._connect import non_negative_float, options_from_args, positive_int, qos_value
+from ._exit import CliError, ExitCode
+from ._output import Console
+
+__all__ = ["add_pub_parser", "run_pub"]
+
+#: Trackers the checker may lag behind the publisher before publishing waits.
+PIPELINE_DEPTH = 1000
+STDIN_CHUNK = 65536
+
+
+def add_pub_parser(parser: argparse.ArgumentParser) -> None:
+    """The ``pub`` command's own flags."""
+    parser.add_argument("-t", "--topic", required=True, help="topic to publish to")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("-m", "--message", help="the payload, as text (UTF-8)")
+    source.add_argument("-f", "--file", help="send the bytes of this file as one message")
+    source.add_argument(
+        "-s", "--stdin-file", action="store_true", help="send all of standard input as one message"
+    )
+    source.add_argument(
+        "-l",
+        "--stdin-line",
+        action="store_true",
+        help="send each line of standard input as a message (without its newline)",
+    )
+    source.add_argument(
+        "-n", "--null-message", action="store_true", help="send an empty (zero-length) message"
+    )
+    parser.add_argument(
+        "-q", "--qos", type=qos_value, default=QoS.AT_MOST_ONCE, help="QoS (default 0)"
+    )
+    parser.add_argument("-r", "--retain", action="store_true", help="retain the message")
+    parser.add_argument(
+        "--repeat", type=positive_int, default=1, metavar="N", help="publish the message N times"
+    )
+    parser.add_argument(
+        "--interval",
+        type=non_negative_float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long between repeats (default 0)",
+    )
+    parser.add_argument(
+        "-d", "--debug", action="store_true", help="report each acknowledgement on stderr"
+    )
+
+
+def _stdin_binary() -> IO[bytes]:
+    stdin = sys.stdin
+    buffer = getattr(stdin, "buffer", None)
+    if buffer is None:
+        raise CliError(ExitCode.USAGE, "standard input is not available")
+    return buffer  # type: ignore[no-any-return]
+
+
+def _fixed_payload(args: argparse.Namespace) -> bytes | None:
+    """The one payload of -m/-f/-s/-n, read before connecting; None for -l."""
+    if args.message is not None:
+        return bytes(args.message.encode("utf-8", errors="surrogateescape"))
+    if args.file is not None:
+        try:
+            with open(args.file, "rb") as handle:
+                return handle.read()
+        except OSError as exc:
+            raise CliError(ExitCode.USAGE, f"cannot read {args.file!r}: {exc.strerror}") from exc
+    if args.stdin_file:
+        return _stdin_binary().read()
+    if args.null_message:
+        return b""
+    return None
+
+
+async def _stdin_lines() -> AsyncIterator[bytes]:
+    """Lines of standard input without their line ending, read in a worker thread.
+
+    Input is read in chunks of up to 64 KiB (``read1`` returns whatever is available, so a
+    line typed on a terminal is sent at once), then split; a last line without a newline
+    counts too.
+    """
+    stdin = _stdin_binary()
+    read: Callable[[int], bytes] = getattr(stdin, "read1", stdin.read)
+    pending = b""
+    while True:
+        chunk = await trio.to_thread.run_sync(read, STDIN_CHUNK, abandon_on_cancel=True)
+        if not chunk:
+            break
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield line[:-1] if line.endswith(b"\r") else line
+    if pending:
+        yield pending
+
+
+class _Checker:
+    """Waits for publish trackers in order and remembers the first rejection."""
+
+    def __init__(self, console: Console, debug: bool) -> None:
+        self.send, self._receive = trio.open_memory_channel[tuple[int, Tracker[PublishResult]]](
+            PIPELINE_DEPTH
+        )
+        self._console = console
+        self._debug = debug
+        self.published = 0
+        self.rejected: list[tuple[int, int]] = []
+
+    async def run(self) -> None:
+        async with self._receive:
+            async for number, tracker in self._receive:
+                result = await tracker.wait()
+                self.published += 1
+                if not result.is_success:
+                    self.rejected.append((number, result.reason_code))
+                    reason = result.properties.reason_string
+                    detail = f": {reason}" if reason else ""
+                    self._console.err(
+                        f"trio-mqtt: warning: message {number} rejected by the broker "
+                        f"(0x{result.reason_code:02x}){detail}"
+                    )
+                elif self._debug:
+                    self._console.err(
+                        f"message {number} acknowledged (packet id {result.packet_id})"
+                    )
+
+
+async def run_pub(args: argparse.Namespace, console: Console) -> int:
+    """Run ``trio-mqtt pub``; returns the exit code."""
+    validate_topic(args.topic)
+    if args.stdin_line and args.repeat != 1:
+        raise CliError(ExitCode.USAGE, "--repeat cannot be combined with -l")
+    payload = _fixed_payload(args)
+    options = options_from_args(args, "pub")
+    checker = _Checker(console, args.debug)
+    async with open_mqtt_connection(options) as conn, trio.open_nursery() as nursery:
+        client = conn.client
+        nursery.start_soon(checker.run)
+        async with checker.send:
+            number = 0
+            if payload is None:
+                async for line in _stdin_lines():
+                    number += 1
+                    tracker = await client.publish_tracked(args.topic, line, args.qos, args.retain)
+                    await checker.send.send((number, tracker))
+            else:
+                for number in range(1, args.repeat + 1):
+                    if number > 1 and args.interval:
+                        await trio.sleep(args.interval)
+                    tracker = await client.publish_tracked(
+                        args.topic, payload, args.qos, args.retain
+                    )
+                    await checker.send.send((number, tracker))
+    if args.debug:
+        console.err(f"published {checker.published} message(s)")
+    if checker.rejected:
+        total = checker.published
+        raise CliError(
+            ExitCode.REJECTED,
+            f"the broker rejected {len(checker.rejected)} of {total} message(s)",
+        )
+    return ExitCode.OK
