@@ -319,6 +319,23 @@ def test_early_exit_raises_with_the_log() -> None:
         broker.close()
 
 
+def test_quiet_log_still_reports_readiness() -> None:
+    with MosquittoBroker(log_types=["error"], extra_config=["max_keepalive 90"]) as broker:
+        config = broker.config_text()
+        assert "log_type error\nlog_type information\n" in config
+        assert config.endswith("\nmax_keepalive 90\n")
+        with tcp_connection(broker) as sock:
+            assert connack_code(sock, connect_packet()) == 0
+        assert "running" in broker.log
+        assert "Sending CONNACK" not in broker.log  # debug lines are off
+
+
+def test_default_log_shows_packets(mosquitto: MosquittoBroker) -> None:
+    with tcp_connection(mosquitto) as sock:
+        assert connack_code(sock, connect_packet("logged-client")) == 0
+    assert "Sending CONNACK to logged-client" in mosquitto.log
+
+
 def test_missing_binary_explains_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("trio_mqtt.testing._broker.find_mosquitto", lambda: None)
     with pytest.raises(MosquittoError, match="apt-get install mosquitto"):
