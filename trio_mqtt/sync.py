@@ -215,7 +215,7 @@ class Tracker(Generic[T]):
 
         Raises:
             TimeoutError: no answer within ``timeout`` seconds (the request stays pending).
-            MqttError: the session ended before the broker answered.
+            ~trio_mqtt.MqttError: the session ended before the broker answered.
         """
         result: T = self._loop.run(_wait_tracker, self._tracker, timeout)
         return result
@@ -356,8 +356,8 @@ class Client:
         """Subscribe to one filter and block until the SUBACK.
 
         Raises:
-            SubscriptionRefused: the broker answered with a failure code.
-            InvalidTopicError: the filter is not valid.
+            ~trio_mqtt.SubscriptionRefused: the broker answered with a failure code.
+            ~trio_mqtt.InvalidTopicError: the filter is not valid.
         """
         subscription = Subscription(
             topic_filter, _client._qos(qos), no_local, retain_as_published, retain_handling
@@ -508,11 +508,11 @@ class Connection:
         """Block until the next event and return it.
 
         Raises:
-            ConnectionLost: (and its subclasses) the connection failed; the next read
-                reconnects (unless a reconnect policy does it by itself).
-            ConnectionRefused: a reconnect was refused; the next read tries again.
-            RequestsDone: every client handle was closed (the session is over).
-            ConnectionClosed: the connection was closed (the session is over).
+            ~trio_mqtt.ConnectionLost: (and its subclasses) the connection failed; the next
+                read reconnects (unless a reconnect policy does it by itself).
+            ~trio_mqtt.ConnectionRefused: a reconnect was refused; the next read tries again.
+            ~trio_mqtt.RequestsDone: every client handle was closed (the session is over).
+            ~trio_mqtt.ConnectionClosed: the connection was closed (the session is over).
         """
         return self._read(_poll, None)
 
@@ -685,10 +685,10 @@ def connect(
         ``(client, connection)``, like rumqttc's ``Client::new``.
 
     Raises:
-        ConnectionRefused: the broker refused the connection.
-        ConnectionLost: the broker could not be reached (or a transport error subclass).
-        ConnectTimeout: no CONNACK within the connect timeout.
-        InvalidOptionError: the options or URL are not valid.
+        ~trio_mqtt.ConnectionRefused: the broker refused the connection.
+        ~trio_mqtt.ConnectionLost: the broker could not be reached (or a transport error).
+        ~trio_mqtt.ConnectTimeout: no CONNACK within the connect timeout.
+        ~trio_mqtt.InvalidOptionError: the options or URL are not valid.
 
     Example::
 
