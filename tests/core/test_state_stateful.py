@@ -18,10 +18,12 @@ from trio_mqtt._core._codec import PacketDecoder, encode
 from trio_mqtt._core._config import SessionConfig
 from trio_mqtt._core._events import Incoming, PublishDone, PublishDropped, SubscribeDone
 from trio_mqtt._core._packets import (
+    NO_PROPERTIES,
     ConnAck,
     Connect,
     Packet,
     PingReq,
+    Properties,
     ProtocolVersion,
     PubAck,
     PubComp,
@@ -49,6 +51,7 @@ AWAIT_PUBCOMP = "await-pubcomp"  # PUBREL sent
 class SessionMachine(RuleBasedStateMachine):
     version = ProtocolVersion.V311
     manual_acks = False
+    connack_properties = NO_PROPERTIES
 
     def __init__(self) -> None:
         super().__init__()
@@ -58,6 +61,7 @@ class SessionMachine(RuleBasedStateMachine):
             clean_start=False,
             inflight=3,
             manual_acks=self.manual_acks,
+            outgoing_topic_aliases=self.version == ProtocolVersion.V5,
         )
         self.client = ClientState(config)
         self.decoder = PacketDecoder(self.version)
@@ -85,7 +89,7 @@ class SessionMachine(RuleBasedStateMachine):
             self.srv_in.clear()
             self.srv_out.clear()
             self.srv_subs.clear()
-        self._send(ConnAck(session_present))
+        self._send(ConnAck(session_present, 0, self.connack_properties))
         if session_present:
             # MQTT-4.4.0-1 applies to the broker too: resend its unacknowledged flows.
             for pid, (state, publish) in list(self.srv_out.items()):
@@ -188,7 +192,8 @@ class SessionMachine(RuleBasedStateMachine):
         self.counter += 1
         tag = self.counter
         self.admitted[tag] = qos
-        self.client.publish("t", str(tag).encode(), QoS(qos), tag=tag, now=self.now)
+        topic = f"t/{tag % 4}"
+        self.client.publish(topic, str(tag).encode(), QoS(qos), tag=tag, now=self.now)
         self._pump()
 
     @precondition(lambda self: self.connected and self._owed())
@@ -273,6 +278,7 @@ class SessionMachine(RuleBasedStateMachine):
     def window_respected(self) -> None:
         client = self.client
         assert 0 <= client.inflight_count <= client.window
+        assert client.window == (2 if self.version == ProtocolVersion.V5 else 3)
         publish_flows = sum(
             1 for flow in client._flows.values() if isinstance(flow.packet, Publish)
         )
@@ -318,7 +324,10 @@ def _fields(publish: Publish) -> dict[str, object]:
 
 
 class SessionMachineV5(SessionMachine):
+    """MQTT 5 with a broker Receive Maximum below our window and outgoing topic aliases."""
+
     version = ProtocolVersion.V5
+    connack_properties = Properties(receive_maximum=2, topic_alias_maximum=2)
 
 
 class SessionMachineManualAcks(SessionMachine):
