@@ -194,3 +194,17 @@ async def test_no_exception_group_escapes_internal_failure(mosquitto: MosquittoB
                 error = exc
             assert isinstance(error, MqttError)
             assert type(error).__name__ != "ExceptionGroup"
+
+
+async def test_poll_nowait_returns_buffered_events_only(mosquitto: MosquittoBroker) -> None:
+    with trio.fail_after(10):
+        async with open_mqtt_connection(options_for(mosquitto, "nowait")) as conn:
+            first = conn.poll_nowait()  # CONNECT went out before the block was entered
+            assert isinstance(first, Outgoing)
+            while True:
+                try:
+                    conn.poll_nowait()
+                except trio.WouldBlock:
+                    break
+            await conn.client.publish("nowait/t", b"x")
+            assert isinstance(conn.poll_nowait(), Outgoing)

@@ -206,6 +206,22 @@ class MqttConnection:
             raise item.error
         return item
 
+    def poll_nowait(self) -> object:
+        """Return the next buffered event without waiting.
+
+        Raises:
+            trio.WouldBlock: no event is buffered.
+            MqttError: as :meth:`poll` does.
+        """
+        if self._reconnect_on_next_poll:
+            self._reconnect_on_next_poll = False
+            self.reconnect()
+        item = self._events.get_nowait()
+        if isinstance(item, Failure):
+            self._reconnect_on_next_poll = True
+            raise item.error
+        return item
+
     def reconnect(self) -> None:
         """Start reconnecting after a connection error (without a reconnect policy).
 

@@ -155,6 +155,18 @@ class EventBuffer(_Buffer[object]):
             self._space.set()
         return item
 
+    def get_nowait(self) -> object:
+        """The next buffered event; :class:`trio.WouldBlock` when none, the end error at the end."""
+        self.consuming = True
+        if not self.items:
+            if self.end is not None:
+                raise self.end
+            raise trio.WouldBlock
+        item = self.items.popleft()
+        if len(self.items) < self.capacity:
+            self._space.set()
+        return item
+
 
 class Route(_Buffer[Publish]):
     """Messages matching one filter, waiting for the task that reads them."""
