@@ -89,7 +89,19 @@ def broker_cpu_seconds(pid: int | None) -> float:
 
 
 def peak_rss_kib() -> int:
-    """Peak resident set size of this process in KiB (Linux reports KiB)."""
+    """Peak resident set size of this process in KiB.
+
+    Reads ``VmHWM`` from ``/proc/self/status``, which starts afresh when a program is
+    executed. ``getrusage().ru_maxrss`` does not: a child keeps the peak of the parent it
+    was forked from, so every worker would report at least the runner's size.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 

@@ -140,12 +140,15 @@ def markdown(
         "# trio-mqtt benchmark",
         "",
         f"{meta['date']} · Python {meta['python']} · {meta['cpus']} CPUs · "
-        f"mosquitto {meta['mosquitto']} · {meta['repeats']} repeats, medians with (min-max) · "
-        f"throughput N = {meta['count']} x 64 B and {meta['big_count']} x 16 KiB · "
-        f"latency up to {meta['latency_samples']} round trips or {meta['latency_budget']} s",
+        f"mosquitto {meta['mosquitto']}",
         "",
     ]
     if clients:
+        lines[-2] += (
+            f" · {meta['repeats']} repeats, medians with (min-max) · "
+            f"throughput N = {meta['count']} x 64 B and {meta['big_count']} x 16 KiB · "
+            f"latency up to {meta['latency_samples']} round trips or {meta['latency_budget']} s"
+        )
         lines += client_markdown(summary, clients, peers, qos_levels, sizes, info)
     if scale:
         lines += scale_markdown(scale)
