@@ -287,6 +287,9 @@ def test_transport_options_are_validated() -> None:
         TlsTransport(key_file="k.pem")
     with pytest.raises(InvalidOptionError, match="ALPN"):
         TlsTransport(alpn_protocols=("",))
+    with pytest.raises(InvalidOptionError, match="sequence of names"):
+        TlsTransport(alpn_protocols="mqtt")
+    assert WebSocketTransport(headers={"A": "1"}).headers == (("A", "1"),)
     with pytest.raises(InvalidOptionError, match="must start with '/'"):
         WebSocketTransport(path="mqtt")
     with pytest.raises(InvalidOptionError, match="header"):

@@ -92,6 +92,8 @@ class TlsTransport:
     tcp: TcpTransport = field(default_factory=TcpTransport)
 
     def __post_init__(self) -> None:
+        if isinstance(self.alpn_protocols, str):
+            raise InvalidOptionError("alpn_protocols is a sequence of names, e.g. ('mqtt',)")
         object.__setattr__(self, "alpn_protocols", tuple(self.alpn_protocols))
         for protocol in self.alpn_protocols:
             if not isinstance(protocol, str) or not 0 < len(protocol.encode()) < 256:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 import trio
 from wsproto import ConnectionType, WSConnection
@@ -85,9 +85,12 @@ class WebSocketRequest:
 RequestModifier = Callable[[WebSocketRequest], Awaitable[WebSocketRequest]]
 
 
-def _check_headers(headers: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+def _check_headers(
+    headers: Sequence[tuple[str, str]] | Mapping[str, str],
+) -> tuple[tuple[str, str], ...]:
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
     checked = []
-    for name, value in headers:
+    for name, value in pairs:
         if not name or any(c in name for c in " :\r\n\t") or any(c in value for c in "\r\n\0"):
             raise InvalidOptionError(f"invalid WebSocket header {name!r}: {value!r}")
         checked.append((name, value))
@@ -103,7 +106,8 @@ class WebSocketTransport:
             ``"/mqtt"``.
         tls: TLS options for WSS (a :class:`TlsTransport` or a ready ``ssl.SSLContext``);
             ``None`` for plain WS. With TLS, the TLS transport's ``tcp`` options apply.
-        headers: extra headers sent with the upgrade request, e.g. ``Authorization``.
+        headers: extra headers sent with the upgrade request, e.g. ``Authorization``, as
+            ``(name, value)`` pairs or a mapping.
         request_modifier: an async function that receives the :class:`WebSocketRequest` just
             before it is sent and returns the one to send; use it to sign the URL or fetch a
             fresh token on every (re)connection.
@@ -114,7 +118,7 @@ class WebSocketTransport:
 
     path: str = "/mqtt"
     tls: TlsTransport | ssl.SSLContext | None = field(default=None, compare=False)
-    headers: Sequence[tuple[str, str]] = ()
+    headers: Sequence[tuple[str, str]] | Mapping[str, str] = ()
     request_modifier: RequestModifier | None = None
     subprotocol: str = "mqtt"
     tcp: TcpTransport = field(default_factory=TcpTransport)
@@ -165,12 +169,14 @@ class WebSocketTransport:
         self, stream: trio.abc.Stream, host: str, port: int, max_packet_size: int
     ) -> WebSocketStream:
         try:
-            request = WebSocketRequest(host, port, self.secure, self.path, tuple(self.headers))
+            request = WebSocketRequest(
+                host, port, self.secure, self.path, _check_headers(self.headers)
+            )
             if self.request_modifier is not None:
                 request = await self.request_modifier(request)
                 if not isinstance(request, WebSocketRequest):
                     raise InvalidOptionError("request_modifier must return a WebSocketRequest")
-                object.__setattr__(request, "headers", _check_headers(request.headers))
+                request = replace(request, headers=_check_headers(request.headers))
             return await _handshake(stream, request, self.subprotocol, max_packet_size)
         except BaseException:
             await trio.aclose_forcefully(stream)
