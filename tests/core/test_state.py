@@ -502,3 +502,28 @@ def test_manual_ack_qos1_duplicate_is_delivered_again_but_acked_once() -> None:
 def test_receive_data_before_connect_is_a_local_error() -> None:
     with pytest.raises(LocalProtocolError):
         make_client().receive_data(b"\x20\x02\x00\x00", 0.0)
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_waiting_publishes_go_out_byte_exact(version: int) -> None:
+    from trio_mqtt._core._codec import encode
+
+    broker = connected(protocol_version=version, inflight=1)
+    client = broker.client
+    client._last_id = 300
+    for payload in (b"first", b"", "x\u00e9\U0001f600".encode()):
+        client.publish("t/\u00e9", payload, QoS.EXACTLY_ONCE, now=0.0)
+    client.data_to_send()
+    for pid in (301, 302):
+        broker.send(PubRec(pid), PubComp(pid))
+        data = client.data_to_send()
+        expected = encode(PubRel(pid), broker.version) + encode(
+            Publish(
+                "t/\u00e9",
+                b"" if pid == 301 else "x\u00e9\U0001f600".encode(),
+                QoS.EXACTLY_ONCE,
+                packet_id=pid + 1,
+            ),
+            broker.version,
+        )
+        assert data == expected

@@ -444,3 +444,19 @@ def test_auth_without_authenticator_is_a_protocol_error() -> None:
         broker.send(Auth(0x18, Properties(authentication_method="X")))
     with pytest.raises(LocalProtocolError):
         connected_v5().client.reauthenticate(0.0)
+
+
+def test_invalid_publish_properties_raise_at_admission_and_change_nothing() -> None:
+    bad = Properties(message_expiry_interval=-1)
+    broker = connected_v5(
+        Properties(topic_alias_maximum=2), inflight=1, outgoing_topic_aliases=True
+    )
+    client = broker.client
+    with pytest.raises(LocalProtocolError):
+        client.publish("a", b"", QoS.AT_LEAST_ONCE, properties=bad, now=0.0)  # would go now
+    client.publish("b", b"", QoS.AT_LEAST_ONCE, now=0.0)
+    with pytest.raises(LocalProtocolError):
+        client.publish("a", b"", QoS.AT_LEAST_ONCE, properties=bad, now=0.0)  # would wait
+    assert (client.inflight_count, client.waiting_count) == (1, 0)
+    (sent,) = broker.pump()
+    assert sent.properties.topic_alias == 1  # type: ignore[union-attr]  # "a" took no alias

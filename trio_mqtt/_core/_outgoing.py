@@ -117,30 +117,19 @@ class _OutgoingMixin(_SessionBase):
                 pid = self._allocate_id()
             if pid or not level:
                 packet = Publish(topic, payload, level, retain, False, pid, properties)
-                if self._out_alias_max:
-                    size = encoded_size(packet, self._version)
-                    if size > self._max_out:
-                        self._last_id = last_id
-                        raise PacketTooLargeError(size, self._max_out)
-                    self._commit_publish(packet, tag, None)
-                    return
-                data = encode(packet, self._version)
+                data = encode(packet, self._version)  # also validates every field
                 if len(data) > self._max_out:
                     self._last_id = last_id
                     raise PacketTooLargeError(len(data), self._max_out)
                 self._commit_publish(packet, tag, data)
                 return
-        # A waiting QoS 1/2 publish carries the placeholder id 1 (same encoded size as any id);
-        # its real id is assigned when it enters the window.
+        # A waiting QoS 1/2 publish is encoded now with the placeholder id 1 (validating it and
+        # giving its exact size); the real id is patched in when it enters the window.
         packet = Publish(topic, payload, level, retain, False, 1 if level else 0, properties)
-        # Cheap upper bound first (fixed header <= 5, topic length 2, id 2, empty properties 1;
-        # at most 4 UTF-8 bytes per character); the exact size only when it might matter.
-        bound = 10 + 4 * len(topic) + len(payload)
-        if properties is not NO_PROPERTIES or bound > self._max_out:
-            size = encoded_size(packet, self._version)
-            if size > self._max_out:
-                raise PacketTooLargeError(size, self._max_out)
-        self._waiting.append((packet, tag))
+        data = encode(packet, self._version)
+        if len(data) > self._max_out:
+            raise PacketTooLargeError(len(data), self._max_out)
+        self._waiting.append((packet, tag, data))
 
     def _check_publish_properties(self, props: Properties) -> None:
         if props.topic_alias is not None:
@@ -153,18 +142,23 @@ class _OutgoingMixin(_SessionBase):
                 "a client must not send a subscription identifier in PUBLISH (MQTT-3.3.4-6)"
             )
 
-    def _commit_publish(self, packet: Publish, tag: object, data: bytes | None) -> None:
-        """Send an admitted publish that has its packet id (if any); record its flow."""
+    def _commit_publish(self, packet: Publish, tag: object, data: bytes) -> None:
+        """Send an admitted publish that has its packet id (if any); record its flow.
+
+        ``data`` is the encoding of ``packet`` itself (full topic, no alias), already checked
+        against the size limit, so nothing below can fail halfway.
+        """
         qos = packet.qos
+        wire = packet
+        if self._out_alias_max:
+            wire = self._alias_outgoing(packet)
+            data = encode(wire, self._version)
         if qos:
             kind = AWAIT_PUBACK if qos == 1 else AWAIT_PUBREC
             self._flows[packet.packet_id] = Flow(kind, packet, tag)
             self._inflight += 1
         self.statistics.publishes_sent += 1
-        if self._out_alias_max:
-            self._send(self._alias_outgoing(packet))
-        else:
-            self._send(packet, data)
+        self._send(wire, data)
         if not qos and tag is not None:
             self._events.append(PublishDone(tag, 0))
 
@@ -189,11 +183,11 @@ class _OutgoingMixin(_SessionBase):
         """Send waiting publishes while the window (and the connection) allows, in order."""
         waiting = self._waiting
         while waiting and self.state is ConnectionState.CONNECTED:
-            packet, tag = waiting[0]
+            packet, tag, data = waiting[0]
             qos = packet.qos
             if qos and self._inflight >= self.window:
                 return
-            code = self._send_time_problem(packet) if self._limits_learned else 0
+            code = self._send_time_problem(packet, data) if self._limits_learned else 0
             if code:
                 waiting.popleft()
                 self.statistics.publishes_discarded += 1
@@ -204,28 +198,27 @@ class _OutgoingMixin(_SessionBase):
                 pid = self._allocate_id()
                 if not pid:
                     return
+                props = packet.properties
                 packet = Publish(
-                    packet.topic,
-                    packet.payload,
-                    qos,
-                    packet.retain,
-                    False,
-                    pid,
-                    packet.properties,
+                    packet.topic, packet.payload, qos, packet.retain, False, pid, props
                 )
+                if props is NO_PROPERTIES:
+                    # The id sits right before the payload (and, in v5, the empty property
+                    # length byte): patch it instead of encoding the whole packet again.
+                    at = len(data) - len(packet.payload) - self._id_tail
+                    data = data[:at] + pid.to_bytes(2, "big") + data[at + 2 :]
+                else:
+                    data = encode(packet, self._version)
             waiting.popleft()
-            self._commit_publish(packet, tag, None)
+            self._commit_publish(packet, tag, data)
 
-    def _send_time_problem(self, packet: Publish) -> int:
+    def _send_time_problem(self, packet: Publish, data: bytes) -> int:
         """Reason code for a waiting publish a limit announced since its admission forbids."""
         if packet.qos > self._max_qos:
             return int(ReasonCode.QOS_NOT_SUPPORTED)
         if packet.retain and not self._retain_available:
             return int(ReasonCode.RETAIN_NOT_SUPPORTED)
-        if (
-            self._max_out < self.config.max_outgoing_packet_size
-            and encoded_size(packet, self._version) > self._max_out
-        ):
+        if len(data) > self._max_out:
             # Discard it as if it had been sent, as MQTT-3.1.2-25 asks of a server.
             return int(ReasonCode.PACKET_TOO_LARGE)
         return 0

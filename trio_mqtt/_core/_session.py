@@ -128,7 +128,10 @@ class _SessionBase:
         # Outgoing session state.
         self._flows: dict[int, Flow] = {}
         self._inflight = 0
-        self._waiting: deque[tuple[Publish, object]] = deque()
+        # (publish with placeholder id, tag, its encoding) for each admitted, unsent publish
+        self._waiting: deque[tuple[Publish, object, bytes]] = deque()
+        # bytes after the packet id of a PUBLISH without properties, payload excluded
+        self._id_tail = 2 + (1 if self._v5 else 0)
         self._last_id = 0
         self._subscriptions: dict[str, tuple[Subscription, Properties]] = {}
         # Incoming session state.

@@ -46,7 +46,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
 
-from ._codec import PacketDecoder
+from ._codec import PacketDecoder, encode
 from ._config import SessionConfig
 from ._errors import (
     ConnectionRefused,
@@ -334,7 +334,7 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
         self._inflight = 0
         self._incoming = {}
         resent = dropped = completed = 0
-        requeue: list[tuple[Publish, object]] = []
+        requeue: list[tuple[Publish, object, bytes]] = []
         requests: list[Flow] = []
         for flow in old:
             packet = flow.packet
@@ -342,7 +342,7 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
                 assert isinstance(packet, Publish)
                 fresh = replace(packet, dup=False, packet_id=1)  # id 1: waiting placeholder
                 if config.resend_on_session_loss:
-                    requeue.append((fresh, flow.tag))
+                    requeue.append((fresh, flow.tag, encode(fresh, self._version)))
                     resent += 1
                 else:
                     self._events.append(PublishDropped(flow.tag, packet))
