@@ -10,9 +10,10 @@ are legal. MQTT 5 adds shared subscriptions, ``$share/GROUP/FILTER``, which matc
 Validation is separate from matching: :func:`validate_topic` and :func:`validate_filter` are called
 once, when a request enters the library, and raise :class:`~trio_mqtt.InvalidTopicError` naming
 the problem. :func:`matches` runs once per message per route, so it trusts its arguments. It
-compiles each filter once (an LRU cache keyed by the filter string): a filter without wildcards
-becomes a plain string comparison, anything else a tuple of levels compared against the split
-topic. :class:`FilterTree` is a trie keyed by filter levels for dispatching one topic to many
+compiles each filter once (an LRU cache keyed by the filter string) into the cheapest test that
+decides it: string equality for a filter without wildcards, a prefix test for ``prefix/#``, and a
+level-by-level tuple comparison (``+`` levels overwritten before comparing) for the rest.
+:class:`FilterTree` is a trie keyed by filter levels for dispatching one topic to many
 filters without trying each of them.
 
 The one rule that is easy to miss (MQTT-4.7.2-1): a topic that starts with ``$`` (``$SYS/...``)
@@ -21,6 +22,7 @@ never matches a filter whose first level is a wildcard; it has to be named expli
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Generic, TypeVar
@@ -173,38 +175,61 @@ def _inner_filter(topic_filter: str) -> str:
     return topic_filter if shared is None else shared[1]
 
 
-@dataclass(frozen=True, slots=True)
-class _Compiled:
-    """A filter prepared for matching.
+def _match_all_but_dollar(topic: str) -> bool:
+    return not topic.startswith("$")
 
-    ``literal`` is set when the filter has no wildcards, and then the rest is unused. Otherwise
-    ``levels`` are the levels before a trailing ``#`` (``multi`` says whether there was one), and
-    ``guard_dollar`` says whether the first level is a wildcard (MQTT-4.7.2-1).
+
+def _matcher(inner: str) -> Callable[[str], bool]:
+    """Build the fastest test we have for one (non-shared) filter.
+
+    * no wildcards: string equality (a bound ``str.__eq__``);
+    * ``#`` alone: everything but ``$`` topics;
+    * ``prefix/#`` with no ``+``: the prefix itself, or anything below it;
+    * otherwise: compare level by level, ``+`` matching any one level.
     """
-
-    literal: str | None
-    levels: tuple[str, ...] = ()
-    multi: bool = False
-    guard_dollar: bool = False
-
-
-@lru_cache(maxsize=4096)
-def _compile(topic_filter: str) -> _Compiled:
-    inner = _inner_filter(topic_filter)
-    if not has_wildcards(inner):
-        return _Compiled(inner)
+    if "+" not in inner and "#" not in inner:
+        return inner.__eq__
+    if inner == "#":
+        return _match_all_but_dollar
     levels = inner.split("/")
     multi = levels[-1] == "#"
     if multi:
         levels.pop()
-    return _Compiled(None, tuple(levels), multi, inner[0] in "+#")
+    if multi and "+" not in levels:
+        prefix = "/".join(levels)
+        below = prefix + "/"
+        return lambda topic: topic == prefix or topic.startswith(below)
+    wanted = tuple(levels)
+    count = len(wanted)
+    guard_dollar = wanted[0] == "+"  # MQTT-4.7.2-1; '#' alone was handled above
+    plus_at = tuple(i for i, level in enumerate(wanted) if level == "+")
+
+    def match_levels(topic: str) -> bool:
+        if guard_dollar and topic.startswith("$"):
+            return False
+        parts = topic.split("/")
+        if len(parts) != count and not (multi and len(parts) > count):
+            return False
+        if multi:
+            parts = parts[:count]
+        for index in plus_at:
+            parts[index] = "+"
+        return tuple(parts) == wanted
+
+    return match_levels
+
+
+@lru_cache(maxsize=4096)
+def _compile(topic_filter: str) -> Callable[[str], bool]:
+    return _matcher(_inner_filter(topic_filter))
 
 
 def matches(topic: str, topic_filter: str) -> bool:
     """Whether the topic name ``topic`` matches ``topic_filter``.
 
     Both arguments are assumed valid (see :func:`validate_topic` and :func:`validate_filter`);
-    nothing is checked here because this runs for every message and every route.
+    nothing is checked here because this runs for every message and every route. Each filter is
+    compiled once into a small matching function (kept in an LRU cache of 4096 filters).
 
     * ``+`` matches exactly one level, which may be empty: ``a/+`` matches ``a/`` but not ``a``.
     * ``#`` matches the parent level and any number of levels below it: ``a/#`` matches ``a``,
@@ -213,22 +238,7 @@ def matches(topic: str, topic_filter: str) -> bool:
       (MQTT-4.7.2-1).
     * A shared filter ``$share/group/f`` matches exactly what ``f`` matches.
     """
-    compiled = _compile(topic_filter)
-    if compiled.literal is not None:
-        return topic == compiled.literal
-    if compiled.guard_dollar and topic.startswith("$"):
-        return False
-    topic_levels = topic.split("/")
-    wanted = compiled.levels
-    if compiled.multi:
-        if len(topic_levels) < len(wanted):
-            return False
-    elif len(topic_levels) != len(wanted):
-        return False
-    for pattern, level in zip(wanted, topic_levels, strict=False):
-        if pattern != level and pattern != "+":
-            return False
-    return True
+    return _compile(topic_filter)(topic)
 
 
 @dataclass(slots=True)
