@@ -17,6 +17,7 @@ from trio_mqtt import (
     Publish,
     QoS,
     RequestsDone,
+    UnknownPacketIdError,
     open_mqtt_connection,
 )
 from trio_mqtt.sansio import ConnAck, PacketType
@@ -208,3 +209,36 @@ async def test_poll_nowait_returns_buffered_events_only(mosquitto: MosquittoBrok
                     break
             await conn.client.publish("nowait/t", b"x")
             assert isinstance(conn.poll_nowait(), Outgoing)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_manual_acks_control_redelivery(
+    mosquitto: MosquittoBroker, version: ProtocolVersion
+) -> None:
+    with trio.fail_after(15):
+        session = {"clean_start": False, "protocol_version": version}
+        if version is ProtocolVersion.V5:
+            session["session_expiry_interval"] = 60
+        sub_options = options_for(mosquitto, "manual", manual_acks=True, **session)
+        async with open_mqtt_connection(sub_options) as conn:
+            await conn.client.subscribe("manual/t", QoS.AT_LEAST_ONCE)
+        async with open_mqtt_connection(options_for(mosquitto, "manual-pub")) as pub:
+            await pub.client.publish("manual/t", b"one", qos=QoS.AT_LEAST_ONCE)
+        # receive without acking, then leave: the broker keeps the message unacknowledged
+        async with open_mqtt_connection(sub_options) as conn:
+            first = await conn.messages().__anext__()
+            assert first.payload == b"one"
+            assert not first.dup
+            with pytest.raises(UnknownPacketIdError):
+                await conn.client.ack(first.packet_id % 65535 + 1)
+        async with open_mqtt_connection(sub_options) as conn:
+            again = await conn.messages().__anext__()
+            assert again.payload == b"one"
+            assert again.dup
+            await conn.client.ack(again)
+            with pytest.raises(UnknownPacketIdError):
+                await conn.client.ack(again)
+        async with open_mqtt_connection(sub_options) as conn:
+            with trio.move_on_after(0.5):
+                message = await conn.messages().__anext__()
+                pytest.fail(f"acked message was delivered again: {message}")

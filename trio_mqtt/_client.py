@@ -379,13 +379,21 @@ class Client:
     async def ack(self, message: Publish | int, reason_code: int = 0) -> None:
         """Acknowledge an incoming QoS 1/2 publish (manual-ack mode): PUBACK or PUBREC.
 
-        Acking a packet id that is not awaiting an ack is reported by
-        :class:`UnknownPacketIdError` through the event stream; the connection stays up.
+        Raises:
+            UnknownPacketIdError: the packet id is not waiting for an ack (never received, or
+                acked already); the connection is not affected.
         """
-        await self._control.send(self._ack_request(message, reason_code))
+        request = self._ack_request(message, reason_code)
+        tracker: Tracker[None] = Tracker()
+        request.tracker = tracker
+        await self._control.send(request)
+        await tracker.wait()
 
     def ack_nowait(self, message: Publish | int, reason_code: int = 0) -> None:
-        """Like :meth:`ack`, but raise :class:`trio.WouldBlock` when the queue is full."""
+        """Like :meth:`ack`, but raise :class:`trio.WouldBlock` when the queue is full.
+
+        Nobody waits for the outcome, so an unknown packet id is only logged (warning).
+        """
         self._control.send_nowait(self._ack_request(message, reason_code))
 
     # ------------------------------------------------------------------ disconnect

@@ -544,9 +544,10 @@ class MqttConnection:
         self._close_locally(request)
 
     async def _wait_idle(self) -> None:
-        while not (
-            self._state.is_idle() and self._publish_recv.statistics().current_buffer_used == 0
-        ):
+        # Our own flows only: incoming messages the application has not acked (manual acks)
+        # are its business, and waiting for them would only delay leaving.
+        state = self._state
+        while state.inflight_count or state.waiting_count or self._queued_publishes:
             if self._end is not None:
                 return
             await self._window_wakeup.wait()
