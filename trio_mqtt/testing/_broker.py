@@ -375,8 +375,8 @@ class MosquittoBroker:
                 self._wait_until_ready(process, log_offset)
             except MosquittoError:
                 _stop_process(process, self._stop_timeout)
-                log = self.log
-                if attempt == _START_ATTEMPTS or _ADDRESS_IN_USE not in log:
+                port_taken = _ADDRESS_IN_USE in self._read_log(log_offset)
+                if attempt == _START_ATTEMPTS or not port_taken:
                     raise
                 # Someone took a port between our probe and mosquitto's bind.
                 if self._ports_pinned:
