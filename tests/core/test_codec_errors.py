@@ -241,6 +241,13 @@ MALFORMED_CASES: list[tuple[str, ProtocolVersion, str, str, ReasonCode]] = [
         "properties",
         MALFORMED,
     ),
+    (
+        "connect-auth-data-without-method",
+        V5,
+        f"10 11 {MQTT} 05 02 003c 04 16 0001 78 0000",
+        "properties.authentication_data",
+        PROTOCOL,
+    ),
     ("length-5-bytes", V4, "30 ff ff ff ff 7f", "remaining length", MALFORMED),
     ("length-not-minimal", V4, "c0 80 00", "remaining length", MALFORMED),  # MQTT-1.5.5-1
     ("trailing-bytes", V4, "c0 00 00", "remaining length", MALFORMED),
@@ -312,8 +319,10 @@ def test_decoder_is_unusable_after_an_error() -> None:
         lambda: decoder.feed(h("c0 00")),
         decoder.next_packet,
     ):
-        with pytest.raises(MalformedPacketError, match="failed earlier"):
+        with pytest.raises(MalformedPacketError, match="failed earlier") as info:
             call()
+        assert info.value.field == "flags"
+        assert str(info.value).count("offset") == 1
 
 
 def test_decoder_needs_more_bytes() -> None:
@@ -418,6 +427,8 @@ ENCODE_ERRORS: list[tuple[str, ProtocolVersion, Any, type[Exception]]] = [
      Connect("c", V5, properties=Properties(will_delay_interval=1)), LPE),
     ("connect-session-expiry-range", V5,
      Connect("c", V5, properties=Properties(session_expiry_interval=2**32)), LPE),
+    ("connect-auth-data-without-method", V5,
+     Connect("c", V5, properties=Properties(authentication_data=b"x")), LPE),
     ("user-property-not-pair", V5,
      PubAck(1, 0, Properties(user_properties=(("a",),))), LPE),  # type: ignore[arg-type]
 ]  # fmt: skip

@@ -263,12 +263,12 @@ class PacketDecoder:
     def _raise_again(self) -> None:
         error = self._error
         assert error is not None
-        raise MalformedPacketError(
-            f"the decoder failed earlier: {error}",
-            field=error.field,
-            offset=error.offset,
-            reason_code=error.reason_code,
+        again = MalformedPacketError(
+            f"the decoder failed earlier: {error}", reason_code=error.reason_code
         )
+        again.field = error.field
+        again.offset = error.offset
+        raise again from error
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Append received bytes; call :meth:`next_packet` to take packets out."""

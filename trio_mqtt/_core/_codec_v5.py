@@ -279,6 +279,9 @@ def encode_connect(packet: Connect) -> bytes:
     flags = encode_will_flags(packet.will) | (0x02 if packet.clean_start else 0)
     if not (isinstance(packet.keep_alive, int) and 0 <= packet.keep_alive <= 0xFFFF):
         raise LocalProtocolError(f"keep_alive must be in 0..65535, got {packet.keep_alive!r}")
+    props = packet.properties
+    if props.authentication_data is not None and props.authentication_method is None:
+        raise LocalProtocolError("authentication_data needs an authentication_method")
     parts = [b"\x00\x04MQTT\x05", b"", _pack_u16(packet.keep_alive)]
     parts.append(_properties(packet.properties, _P.CONNECT))
     parts.append(pack_str(packet.client_id, "client_id"))
@@ -304,7 +307,15 @@ def decode_connect_body(buf: Buf, pos: int) -> Connect:
     end = len(buf)
     flags = read_connect_flags(buf, pos, 5)
     keep_alive, pos = read_u16(buf, pos + 1, end, "keep_alive")
+    start = pos
     props, pos = decode_properties(buf, pos, end, _P.CONNECT)
+    if props.authentication_data is not None and props.authentication_method is None:
+        raise fail(
+            "Authentication Data without Authentication Method (section 3.1.2.11.10)",
+            "properties.authentication_data",
+            start,
+            ReasonCode.PROTOCOL_ERROR,
+        )
     client_id, pos = read_str(buf, pos, end, "client_id")
     will = None
     if flags & 0x04:
