@@ -51,6 +51,7 @@ AWAIT_PUBCOMP = "await-pubcomp"  # PUBREL sent
 class SessionMachine(RuleBasedStateMachine):
     version = ProtocolVersion.V311
     manual_acks = False
+    resend_on_session_loss = True
     connack_properties = NO_PROPERTIES
 
     def __init__(self) -> None:
@@ -61,6 +62,7 @@ class SessionMachine(RuleBasedStateMachine):
             clean_start=False,
             inflight=3,
             manual_acks=self.manual_acks,
+            resend_on_session_loss=self.resend_on_session_loss,
             outgoing_topic_aliases=self.version == ProtocolVersion.V5,
         )
         self.client = ClientState(config)
@@ -331,7 +333,10 @@ class SessionMachineV5(SessionMachine):
 
 
 class SessionMachineManualAcks(SessionMachine):
+    """Manual acks, and publishes dropped (and reported) when the broker lost the session."""
+
     manual_acks = True
+    resend_on_session_loss = False
 
 
 _settings = settings(
