@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 import trio
+import trio.testing
 from test_transports import LOCALHOST, TIMEOUT, RawMqtt, connect_packet, publish_packet
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
@@ -27,7 +28,12 @@ from wsproto.events import (
 
 from trio_mqtt import RemoteProtocolError
 from trio_mqtt._core._reason_codes import ReasonCode
-from trio_mqtt._transports import WebSocketError, WebSocketRequest, WebSocketTransport
+from trio_mqtt._transports import (
+    TcpTransport,
+    WebSocketError,
+    WebSocketRequest,
+    WebSocketTransport,
+)
 
 
 @dataclass
@@ -259,3 +265,40 @@ def test_request_url_and_host_header() -> None:
     assert request.host_header == "[::1]"
     assert request.url == "wss://[::1]/mqtt"
     assert WebSocketRequest("broker", 8080, False, "/").url == "ws://broker:8080/"
+
+
+async def test_ping_does_not_stall_reading_while_a_send_is_blocked() -> None:
+    go = trio.Event()
+    payload = b"\x30" + bytes(16 * 1024 * 1024)  # far more than socket buffers hold
+
+    async def script(side: ServerSide) -> None:
+        await go.wait()  # not reading: the client's big send stalls on full buffers
+        await side.ping()
+        await side.send(b"\xd0\x00")
+        await side.pump(lambda: len(side.received) >= len(payload) and side.pongs >= 1)
+        await idle(side)
+
+    async with trio.open_nursery() as nursery:
+        server, port = await run_fake(nursery, script)
+        with trio.fail_after(TIMEOUT):
+            transport = WebSocketTransport(tcp=TcpTransport(send_buffer_size=65536))
+            stream = await transport.open_stream(LOCALHOST, port, max_packet_size=100)
+            sent = trio.Event()
+
+            async def send_big() -> None:
+                await stream.send_all(payload)
+                sent.set()
+
+            nursery.start_soon(send_big)
+            await trio.testing.wait_all_tasks_blocked()
+            assert not sent.is_set()
+            go.set()
+            # The reader answers the ping without waiting for the stalled writer.
+            assert await stream.receive_some() == b"\xd0\x00"
+            await sent.wait()
+            await stream.aclose()
+            await server.done.wait()
+        nursery.cancel_scope.cancel()
+    side = server.sides[0]
+    assert bytes(side.received) == payload
+    assert side.pongs == 1

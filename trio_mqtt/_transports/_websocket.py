@@ -257,10 +257,13 @@ class WebSocketStream(trio.abc.Stream):
         self._sending = False
         self._receiving = False
         self._send_lock = trio.StrictFIFOLock()
+        self._pending_replies: list[bytes] = []
 
     async def _send_frames(self, data: bytes) -> None:
         async with self._send_lock:
             await self.transport_stream.send_all(data)
+            while self._pending_replies:
+                await self.transport_stream.send_all(self._pending_replies.pop(0))
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         """Send ``data`` as one binary WebSocket message."""
@@ -352,7 +355,13 @@ class WebSocketStream(trio.abc.Stream):
     async def _reply(self, event: Event) -> None:
         assert isinstance(event, (Ping, CloseConnection))
         with contextlib.suppress(trio.BrokenResourceError, WsLocalProtocolError):
-            await self._send_frames(self._ws.send(event.response()))
+            frames = self._ws.send(event.response())
+            if self._send_lock.locked():
+                # A send is in progress (perhaps stalled by a peer that is not reading):
+                # leave the reply to it rather than stop reading until it is done.
+                self._pending_replies.append(frames)
+            else:
+                await self._send_frames(frames)
 
     async def _fail(self, code: int) -> None:
         """Send a close frame with ``code`` (best effort) after a protocol violation."""
