@@ -28,8 +28,11 @@ import functools
 import logging
 import math
 import threading
+import time
 import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Generic, TypeVar
 
@@ -50,6 +53,9 @@ logger = logging.getLogger("trio_mqtt.sync")
 T = TypeVar("T")
 Payload = bytes | bytearray | memoryview | str
 SubscriptionSpec = Subscription | str | tuple[str, int]
+
+PREFETCH = 64
+"""Events one read may move from the Trio thread to the caller's side at most."""
 
 
 class _Loop:
@@ -188,6 +194,23 @@ class _Loop:
         call = functools.partial(fn, *args, **kwargs)
         return self._bridge(lambda token: trio.from_thread.run_sync(call, trio_token=token))
 
+    def run_nowait_first(
+        self,
+        fn: Callable[..., T],
+        afn: Callable[..., Awaitable[T]],
+        *args: object,
+        **kwargs: object,
+    ) -> T:
+        """Try ``fn`` (a ``*_nowait`` method), and only when the queue is full wait in ``afn``.
+
+        Running a synchronous function in the Trio thread is cheaper than running a task there,
+        and the queue is usually not full.
+        """
+        try:
+            return self.run_sync(fn, *args, **kwargs)
+        except trio.WouldBlock:
+            return self.run(afn, *args, **kwargs)
+
 
 class Tracker(Generic[T]):
     """The pending outcome of a request made with a ``*_tracked`` or ``*_nowait`` method.
@@ -292,7 +315,15 @@ class Client:
         Blocks while the request queue (and the outgoing window behind it) is full. Invalid
         topics, QoS values and sizes raise here, before anything is queued.
         """
-        self._loop.run(self._handle.publish, topic, payload, qos, retain, properties=properties)
+        self._loop.run_nowait_first(
+            self._handle.publish_nowait,
+            self._handle.publish,
+            topic,
+            payload,
+            qos,
+            retain,
+            properties=properties,
+        )
 
     def publish_nowait(
         self,
@@ -322,8 +353,14 @@ class Client:
         The tracker completes when QoS 0 is written, on PUBACK for QoS 1 and on PUBCOMP (or a
         failing PUBREC) for QoS 2.
         """
-        tracker = self._loop.run(
-            self._handle.publish_tracked, topic, payload, qos, retain, properties=properties
+        tracker = self._loop.run_nowait_first(
+            self._handle.publish_tracked_nowait,
+            self._handle.publish_tracked,
+            topic,
+            payload,
+            qos,
+            retain,
+            properties=properties,
         )
         return Tracker(self._loop, tracker)
 
@@ -446,7 +483,7 @@ class Client:
     # ------------------------------------------------------------------ acks
     def ack(self, message: Publish | int, reason_code: int = 0) -> None:
         """Acknowledge an incoming QoS 1/2 publish (``manual_acks=True``): PUBACK or PUBREC."""
-        self._loop.run(self._handle.ack, message, reason_code)
+        self._loop.run_nowait_first(self._handle.ack_nowait, self._handle.ack, message, reason_code)
 
     def ack_nowait(self, message: Publish | int, reason_code: int = 0) -> None:
         """Like :meth:`ack`, but raise :class:`trio.WouldBlock` when the queue is full."""
@@ -501,6 +538,7 @@ class Connection:
     def __init__(self, loop: _Loop) -> None:
         self._loop = loop
         self._end: MqttError | None = None
+        self._prefetched: deque[object] = deque()
         self._finalizer = weakref.finalize(self, loop.request_stop, graceful=True)
 
     # ------------------------------------------------------------------ reading
@@ -514,7 +552,7 @@ class Connection:
             ~trio_mqtt.RequestsDone: every client handle was closed (the session is over).
             ~trio_mqtt.ConnectionClosed: the connection was closed (the session is over).
         """
-        return self._read(_poll, None)
+        return self._read(True, None)
 
     def recv_timeout(self, seconds: float) -> object:
         """Like :meth:`recv`, but raise :class:`TimeoutError` after ``seconds`` without events.
@@ -523,7 +561,7 @@ class Connection:
         """
         if not seconds >= 0:
             raise ValueError(f"timeout must be a number of seconds >= 0, got {seconds!r}")
-        return self._read(_poll, seconds)
+        return self._read(True, seconds)
 
     def try_recv(self) -> object | None:
         """Return the next event if one is already buffered, else ``None``; never blocks.
@@ -531,7 +569,7 @@ class Connection:
         Raises a buffered connection error or the end of the session like :meth:`recv`. After a
         connection error it starts the reconnect and returns ``None`` until events arrive.
         """
-        return self._read(_poll_nowait, None)
+        return self._read(False, None)
 
     def iter(self) -> Iterator[object]:
         """Yield events until the session ends; connection errors are yielded too.
@@ -565,17 +603,36 @@ class Connection:
             if type(event) is Incoming and type(event.packet) is Publish:
                 yield event.packet
 
-    def _read(
-        self, reader: Callable[[_Loop, float | None], Awaitable[object]], timeout: float | None
-    ) -> object:
-        if self._end is not None:
-            raise self._end
-        try:
-            return self._loop.run(reader, self._loop, timeout)
-        except (RequestsDone, ConnectionClosed) as exc:
-            self._end = exc
-            self._loop.stop(graceful=True)
-            raise
+    def _read(self, wait: bool, timeout: float | None) -> object | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        prefetched = self._prefetched
+        while True:
+            try:
+                item = prefetched.popleft()
+            except IndexError:
+                pass
+            else:
+                if isinstance(item, _Raise):
+                    if isinstance(item.error, RequestsDone | ConnectionClosed):
+                        self._finish(item.error)
+                    raise item.error
+                return item
+            if self._end is not None:
+                raise self._end
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                self._loop.run(_fetch, self._loop, prefetched, wait, remaining)
+            except (RequestsDone, ConnectionClosed) as exc:  # the loop is gone
+                self._finish(exc)
+                raise
+            if not wait and not prefetched:
+                return None
+
+    def _finish(self, end: MqttError) -> None:
+        """The session is over: remember how it ended and stop the background thread."""
+        if self._end is None:
+            self._end = end
+        self._loop.stop(graceful=True)
 
     # ------------------------------------------------------------------ state
     @property
@@ -626,41 +683,76 @@ class Connection:
         self.close()
 
 
-async def _poll(loop: _Loop, seconds: float | None) -> object:
-    """In the Trio thread: the next event, within ``seconds`` (None: no limit)."""
-    connection, lock = loop.connection, loop.recv_lock
-    assert connection is not None
-    assert lock is not None
-    with trio.move_on_after(math.inf if seconds is None else seconds):
-        async with lock:
-            return await connection.poll()
-    raise TimeoutError(f"no event within {seconds:g} s")
+@dataclass(frozen=True, slots=True)
+class _Raise:
+    """A prefetched error: the read that reaches it raises it."""
+
+    error: MqttError
 
 
-async def _poll_nowait(loop: _Loop, seconds: float | None) -> object | None:
-    """In the Trio thread: an event that is already buffered, or None.
+async def _fetch(loop: _Loop, out: deque[object], wait: bool, seconds: float | None) -> None:
+    """In the Trio thread: move the next events from the connection to ``out``.
 
-    ``MqttConnection`` has no ``poll_nowait()`` yet, so this looks at its event buffer; with the
-    lock held nobody else can take the buffered event before ``poll()`` returns it.
+    Takes every event that is already buffered (at most ``PREFETCH``), so one thread crossing
+    serves many reads; when none is and ``wait`` is true, waits up to ``seconds`` for one
+    (raising :class:`TimeoutError`). A connection error or the end of the session is put in
+    ``out`` as a :class:`_Raise` and ends the batch, so that the error is raised in order and
+    the reconnect that ``poll()`` starts after an error waits for the next read. Readers take
+    turns by ``loop.recv_lock``; events are appended here, in the Trio thread, so they stay in
+    order whichever thread reads them.
     """
     connection, lock = loop.connection, loop.recv_lock
     assert connection is not None
     assert lock is not None
+    deadline = math.inf if seconds is None else trio.current_time() + seconds
     try:
         lock.acquire_nowait()
     except trio.WouldBlock:
-        return None  # another thread is waiting in recv(): nothing is buffered
+        if not wait:
+            return  # another thread is waiting for an event: nothing is buffered
+        with trio.move_on_at(deadline) as scope:
+            await lock.acquire()
+        if scope.cancelled_caught:
+            raise TimeoutError(f"no event within {seconds:g} s") from None
     try:
-        if connection._reconnect_on_next_poll:
-            connection._reconnect_on_next_poll = False
-            connection.reconnect()
-        events = connection._events
-        events.consuming = True
-        if not events.items and events.end is None:
-            return None
-        return await connection.poll()
+        if out:
+            return  # another reader fetched while this one waited for the lock
+        if not _buffered(connection):
+            if not wait:
+                return
+            with trio.move_on_at(deadline):
+                await _take(connection, out)
+            if not out:
+                raise TimeoutError(f"no event within {seconds:g} s")
+        for _ in range(PREFETCH):
+            if (out and isinstance(out[-1], _Raise)) or not _buffered(connection):
+                break
+            await _take(connection, out)
     finally:
         lock.release()
+
+
+async def _take(connection: MqttConnection, out: deque[object]) -> None:
+    """Move the next event (or the error ``poll()`` raises) to ``out``; cancel-safe."""
+    try:
+        out.append(await connection.poll())
+    except MqttError as exc:
+        out.append(_Raise(exc))
+
+
+def _buffered(connection: MqttConnection) -> bool:
+    """True when ``connection.poll()`` will return (or raise) without waiting.
+
+    Also starts the reconnect that the next ``poll()`` would start after a connection error.
+    ``MqttConnection`` has no ``poll_nowait()`` yet, so this looks at its event buffer; the
+    caller holds the read lock, so nobody else can take a buffered event before it does.
+    """
+    if connection._reconnect_on_next_poll:
+        connection._reconnect_on_next_poll = False
+        connection.reconnect()
+    events = connection._events
+    events.consuming = True
+    return bool(events.items) or events.end is not None
 
 
 def connect(
