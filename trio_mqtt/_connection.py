@@ -185,10 +185,10 @@ class MqttConnection:
     async def poll(self) -> object:
         """Return the next event, waiting for one.
 
-        Events are :class:`~trio_mqtt.sansio.Incoming` (a packet from the broker),
-        :class:`~trio_mqtt.sansio.Outgoing` (a packet sent), :class:`Disconnected`,
-        :class:`Reconnecting`, :class:`~trio_mqtt.sansio.SessionLost` and
-        :class:`~trio_mqtt.sansio.PublishDropped`.
+        Events are :class:`~trio_mqtt.Incoming` (a packet from the broker),
+        :class:`~trio_mqtt.Outgoing` (a packet sent), :class:`~trio_mqtt.Disconnected`,
+        :class:`~trio_mqtt.Reconnecting`, :class:`~trio_mqtt.SessionLost` and
+        :class:`~trio_mqtt.PublishDropped`.
 
         Raises:
             ConnectionLost: (and its subclasses) the connection failed and no reconnect policy
@@ -241,7 +241,7 @@ class MqttConnection:
         except (ConnectionClosed, RequestsDone):
             raise StopAsyncIteration from None
 
-    def messages(self) -> _Messages:
+    def messages(self) -> AsyncIterator[Publish]:
         """Iterate over incoming publishes only (other events are consumed and skipped)."""
         return _Messages(self)
 

@@ -215,7 +215,7 @@ class Route(_Buffer[Publish]):
 
 class MessageStream:
     """The messages of one route: ``async for message in stream`` yields
-    :class:`~trio_mqtt.sansio.Publish` packets whose topic matches the route's filter.
+    :class:`~trio_mqtt.Publish` packets whose topic matches the route's filter.
 
     Iteration ends when the route or the connection is closed. Without a reconnect policy, a
     connection error is raised from the iteration (once); iterating again waits for the

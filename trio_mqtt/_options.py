@@ -249,7 +249,7 @@ class MqttOptions:
 
     @property
     def clean_session(self) -> bool:
-        """MQTT 3.1.1 name of :attr:`clean_start`."""
+        """MQTT 3.1.1 name of ``clean_start``."""
         return self.clean_start
 
     @property
