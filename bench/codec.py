@@ -121,8 +121,8 @@ CASES = [
 ]
 
 
-def _time(func: Callable[[], object], repeat: int, budget: float) -> float:
-    """Median nanoseconds per call over ``repeat`` runs of about ``budget`` seconds each."""
+def _calibrate(func: Callable[[], object], budget: float) -> int:
+    """Number of calls that take about ``budget`` seconds."""
     timer = timeit.Timer(func)
     number = 1
     while True:
@@ -130,9 +130,24 @@ def _time(func: Callable[[], object], repeat: int, budget: float) -> float:
         if elapsed >= budget / 5 or number >= 1 << 22:
             break
         number *= 4
-    number = max(1, int(number * (budget / max(elapsed, 1e-9))))
-    runs = timer.repeat(repeat=repeat, number=number)
-    return statistics.median(runs) / number * 1e9
+    return max(1, int(number * (budget / max(elapsed, 1e-9))))
+
+
+def _time_interleaved(
+    funcs: dict[str, Callable[[], object]], repeat: int, budget: float
+) -> dict[str, float]:
+    """Median ns per call for each function, repeats interleaved across the functions.
+
+    Interleaving spreads any background load evenly over the libraries being compared, so
+    the ratios stay meaningful on a busy machine even when the absolute numbers do not.
+    """
+    numbers = {name: _calibrate(func, budget) for name, func in funcs.items()}
+    timers = {name: timeit.Timer(func) for name, func in funcs.items()}
+    runs: dict[str, list[float]] = {name: [] for name in funcs}
+    for _ in range(repeat):
+        for name, timer in timers.items():
+            runs[name].append(timer.timeit(numbers[name]) / numbers[name] * 1e9)
+    return {name: statistics.median(values) for name, values in runs.items()}
 
 
 def _functions(case: Case, version: ProtocolVersion) -> dict[str, dict[str, Callable[[], Any]]]:
@@ -171,7 +186,7 @@ def _stream_row(version: ProtocolVersion, repeat: int, budget: float) -> float:
     chunk = encode(packet, version) * 100
     decoder = PacketDecoder(version)
     assert len(decoder.decode(chunk)) == 100
-    return _time(lambda: decoder.decode(chunk), repeat, budget) / 100
+    return _time_interleaved({"ours": lambda: decoder.decode(chunk)}, repeat, budget)["ours"] / 100
 
 
 def _cell(value: float | None) -> str:
@@ -186,9 +201,9 @@ def run(repeat: int = 7, budget: float = 0.05) -> list[dict[str, Any]]:
             funcs = _functions(case, version)
             for op in ("encode", "decode"):
                 row: dict[str, Any] = {"case": case.name, "version": int(version), "op": op}
+                times = _time_interleaved(funcs[op], repeat, budget)
                 for lib in ("ours", "moat", "mqtt5"):
-                    func = funcs[op].get(lib)
-                    row[lib] = None if func is None else _time(func, repeat, budget)
+                    row[lib] = times.get(lib)
                 rows.append(row)
     for version in (V4, V5):
         rows.append(
