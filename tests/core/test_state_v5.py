@@ -460,3 +460,15 @@ def test_invalid_publish_properties_raise_at_admission_and_change_nothing() -> N
     assert (client.inflight_count, client.waiting_count) == (1, 0)
     (sent,) = broker.pump()
     assert sent.properties.topic_alias == 1  # type: ignore[union-attr]  # "a" took no alias
+
+
+def test_alias_skipped_when_it_would_not_fit_the_size_limit() -> None:
+    broker = connected_v5(
+        Properties(topic_alias_maximum=1, maximum_packet_size=100), outgoing_topic_aliases=True
+    )
+    client = broker.client
+    client.publish("abc", b"x" * 92, QoS.AT_MOST_ONCE, now=0.0)  # exactly 100 bytes unaliased
+    client.publish("abc", b"y", QoS.AT_MOST_ONCE, now=0.0)
+    client.publish("abc", b"z", QoS.AT_MOST_ONCE, now=0.0)
+    wire = [(p.topic, p.properties.topic_alias) for p in broker.pump()]  # type: ignore[union-attr]
+    assert wire == [("abc", None), ("abc", 1), ("", 1)]

@@ -151,8 +151,9 @@ class _OutgoingMixin(_SessionBase):
         qos = packet.qos
         wire = packet
         if self._out_alias_max:
-            wire = self._alias_outgoing(packet)
-            data = encode(wire, self._version)
+            aliased = self._aliased(packet)
+            if aliased is not None:
+                wire, data = aliased
         if qos:
             kind = AWAIT_PUBACK if qos == 1 else AWAIT_PUBREC
             self._flows[packet.packet_id] = Flow(kind, packet, tag)
@@ -162,22 +163,36 @@ class _OutgoingMixin(_SessionBase):
         if not qos and tag is not None:
             self._events.append(PublishDone(tag, 0))
 
-    def _alias_outgoing(self, packet: Publish) -> Publish:
-        """Give ``packet`` a topic alias (least recently used one replaced when all are taken)."""
+    def _aliased(self, packet: Publish) -> tuple[Publish, bytes] | None:
+        """``packet`` with a topic alias and its encoding, or None to send it as it is.
+
+        The least recently used alias is reassigned when all are taken (MQTT-3.3.2-9: aliases
+        stay within the broker's Topic Alias Maximum). The alias table changes only once the
+        aliased packet is known to fit the size limit, so the broker's table and ours never
+        disagree.
+        """
         aliases = self._out_aliases
         topic = packet.topic
+        props = packet.properties
         alias = aliases.get(topic)
+        evicted: str | None = None
         if alias is not None:
-            aliases.move_to_end(topic)
-            props = replace(packet.properties, topic_alias=alias)
-            return replace(packet, topic="", properties=props)
-        if len(aliases) < self._out_alias_max:
-            alias = len(aliases) + 1
+            wire = replace(packet, topic="", properties=replace(props, topic_alias=alias))
         else:
-            _, alias = aliases.popitem(last=False)
+            if len(aliases) < self._out_alias_max:
+                alias = len(aliases) + 1
+            else:
+                evicted = next(iter(aliases))
+                alias = aliases[evicted]
+            wire = replace(packet, properties=replace(props, topic_alias=alias))
+        data = encode(wire, self._version)
+        if len(data) > self._max_out:
+            return None
+        if evicted is not None:
+            del aliases[evicted]
         aliases[topic] = alias
-        # MQTT-3.3.2-9: aliases stay within the broker's Topic Alias Maximum.
-        return replace(packet, properties=replace(packet.properties, topic_alias=alias))
+        aliases.move_to_end(topic)
+        return wire, data
 
     def _drain(self) -> None:
         """Send waiting publishes while the window (and the connection) allows, in order."""
