@@ -269,12 +269,14 @@ def test_request_url_and_host_header() -> None:
 
 async def test_ping_does_not_stall_reading_while_a_send_is_blocked() -> None:
     go = trio.Event()
+    got_reply = trio.Event()
     payload = b"\x30" + bytes(16 * 1024 * 1024)  # far more than socket buffers hold
 
     async def script(side: ServerSide) -> None:
         await go.wait()  # not reading: the client's big send stalls on full buffers
         await side.ping()
         await side.send(b"\xd0\x00")
+        await got_reply.wait()  # still not reading until the client has read past the ping
         await side.pump(lambda: len(side.received) >= len(payload) and side.pongs >= 1)
         await idle(side)
 
@@ -295,6 +297,7 @@ async def test_ping_does_not_stall_reading_while_a_send_is_blocked() -> None:
             go.set()
             # The reader answers the ping without waiting for the stalled writer.
             assert await stream.receive_some() == b"\xd0\x00"
+            got_reply.set()
             await sent.wait()
             await stream.aclose()
             await server.done.wait()
