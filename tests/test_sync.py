@@ -8,6 +8,7 @@ for the rest, by a per-test watchdog that dumps every thread's stack and exits o
 from __future__ import annotations
 
 import faulthandler
+import gc
 import socket
 import threading
 import time
@@ -276,6 +277,11 @@ def test_try_recv_returns_none_when_nothing_is_buffered(mosquitto: MosquittoBrok
         assert isinstance(event, Outgoing)
         assert event.type is PacketType.PUBLISH
         assert connection.try_recv() is None
+        # recv_timeout(0) is try_recv that raises: it still returns a buffered event
+        client.publish_tracked("try/t", b"y").wait(5)
+        event = connection.recv_timeout(0)
+        assert isinstance(event, Outgoing)
+        assert event.type is PacketType.PUBLISH
 
 
 def test_closing_every_handle_ends_iteration(mosquitto: MosquittoBroker) -> None:
@@ -469,3 +475,66 @@ def test_refused_subscription_raises() -> None:
         assert info.value.result.reason_codes == (0x80,)
         assert client.subscribe_many(["a"]).reason_codes == (0x80,)
     broker.join()
+
+
+def test_recv_timeout_times_out_while_another_thread_waits_in_recv(
+    mosquitto: MosquittoBroker,
+) -> None:
+    client, connection = connect(options_for(mosquitto, "s-two-waiters"))
+    with connection, client:
+        client.subscribe("tw", QoS.AT_MOST_ONCE)
+        recv_until(connection, lambda e: isinstance(e, Incoming) and not is_connack(e))
+        drain(connection)
+        got: list[object] = []
+        waiter = threading.Thread(target=lambda: got.append(connection.recv()))
+        waiter.start()
+        start = time.monotonic()
+        with pytest.raises(TimeoutError):
+            connection.recv_timeout(0.2)
+        assert 0.2 <= time.monotonic() - start < 2.0
+        assert got == []
+        client.publish("tw", b"x")
+        waiter.join(5)
+        assert len(got) == 1
+        assert isinstance(got[0], Outgoing)
+
+
+def test_tracker_wait_raises_when_the_session_ends() -> None:
+    broker = SilentBroker()
+    client, connection = connect(MqttOptions("s-tracker-end", "127.0.0.1", broker.port))
+    with client:
+        tracker = client.unsubscribe_nowait("never/answered")
+        connection.close()
+        assert tracker.done
+        with pytest.raises(ConnectionClosed):
+            tracker.wait(5)
+    broker.join()
+
+
+def test_statistics_and_reconnect(mosquitto_factory: Callable[..., MosquittoBroker]) -> None:
+    broker = mosquitto_factory()
+    client, connection = connect(options_for(broker, "s-stats"))
+    with connection, client:
+        client.publish_tracked("st", b"x", qos=QoS.AT_LEAST_ONCE).wait(5)
+        stats = connection.statistics()
+        assert stats.connected
+        assert stats.packets_sent >= 2  # CONNECT and PUBLISH
+        broker.kill()
+        with pytest.raises(ConnectionLost):
+            recv_until(connection, lambda e: False)
+        broker.start()
+        connection.reconnect()  # without reading: the next event is the new CONNECT
+        recv_until(connection, is_connack)
+        assert connection.statistics().connects == 2
+
+
+def test_a_forgotten_connection_stops_its_thread(mosquitto: MosquittoBroker) -> None:
+    client, connection = connect(options_for(mosquitto, "s-forgotten"))
+    (thread,) = loop_threads()
+    del connection
+    gc.collect()
+    thread.join(5)
+    assert not thread.is_alive()
+    with pytest.raises(ConnectionClosed):
+        client.publish("f", b"x")
+    client.close()
