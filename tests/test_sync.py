@@ -538,3 +538,18 @@ def test_a_forgotten_connection_stops_its_thread(mosquitto: MosquittoBroker) -> 
     with pytest.raises(ConnectionClosed):
         client.publish("f", b"x")
     client.close()
+
+
+def test_a_dropped_client_handle_is_released(mosquitto: MosquittoBroker) -> None:
+    client, connection = connect(options_for(mosquitto, "s-dropped"))
+    with connection:
+        clone = client.clone()
+        clone.publish("dropped", b"x")
+        del clone
+        gc.collect()
+        client.close()
+        # without the dropped clone's release the session would never end
+        events = list(connection.iter())
+        assert any(isinstance(e, Outgoing) and e.type is PacketType.PUBLISH for e in events)
+        with pytest.raises(RequestsDone):
+            connection.recv()

@@ -144,10 +144,14 @@ class _Loop:
         with self._lock:
             if self._stop_mode != "abort":
                 self._stop_mode = "graceful" if graceful else "abort"
-            token = self._token
+            self.call_soon(self._apply_stop)
+
+    def call_soon(self, fn: Callable[[], object]) -> None:
+        """Run ``fn()`` in the Trio thread without waiting (from any thread, even that one)."""
+        token = self._token
         if token is not None:
             with contextlib.suppress(trio.RunFinishedError):
-                token.run_sync_soon(self._apply_stop)
+                token.run_sync_soon(fn)
 
     def stop(self, *, graceful: bool) -> None:
         """End the loop and wait for the thread (a second Ctrl-C while waiting aborts)."""
@@ -264,12 +268,14 @@ class Client:
     calls on a closed handle raise :class:`trio.ClosedResourceError`.
     """
 
-    __slots__ = ("_closed", "_handle", "_loop")
+    __slots__ = ("__weakref__", "_closed", "_finalizer", "_handle", "_loop")
 
     def __init__(self, loop: _Loop, handle: _client.Client) -> None:
         self._loop = loop
         self._handle = handle
         self._closed = False
+        # a handle dropped without close() is released all the same, so that RequestsDone fires
+        self._finalizer = weakref.finalize(self, loop.call_soon, handle.close)
 
     # ------------------------------------------------------------------ handles
     def clone(self) -> Client:
@@ -281,6 +287,7 @@ class Client:
         if self._closed:
             return
         self._closed = True
+        self._finalizer.detach()
         with contextlib.suppress(ConnectionClosed):
             self._loop.run_sync(self._handle.close)
 
