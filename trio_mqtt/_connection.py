@@ -51,7 +51,7 @@ from ._core._events import (
     SubscribeDone,
     UnsubscribeDone,
 )
-from ._core._packets import NO_PROPERTIES, Publish
+from ._core._packets import NO_PROPERTIES, ConnAck, Publish
 from ._core._state import ClientState, ConnectionState
 from ._core._topics import FilterTree, parse_shared, validate_filter
 from ._dispatch import (
@@ -96,9 +96,24 @@ FATAL_FLUSH_TIMEOUT = 1.0
 
 @dataclass(frozen=True, slots=True)
 class ConnectionStatistics:
-    """A snapshot of a connection's counters (see :meth:`MqttConnection.statistics`)."""
+    """A snapshot of a connection's counters (see :meth:`MqttConnection.statistics`).
+
+    Attributes:
+        connected: a network connection is up and CONNACK was received.
+        window: the outgoing window now (``inflight``, lowered by the broker's Receive
+            Maximum).
+        inflight: QoS 1/2 publishes sent and not yet acknowledged.
+        waiting_publishes: publishes admitted but not sent (window full, or disconnected).
+        queued_requests: requests still in the client channels.
+        buffered_events: events waiting for ``poll()``.
+        dropped_events: events dropped from the event buffer (see :doc:`/backpressure`).
+        connects: successful connections so far (1 + reconnects).
+        packets_sent, packets_received: MQTT packets each way.
+        bytes_sent, bytes_received: bytes each way on the transport.
+    """
 
     connected: bool
+    window: int
     inflight: int
     waiting_publishes: int
     queued_requests: int
@@ -181,6 +196,12 @@ class MqttConnection:
     def connected(self) -> bool:
         """True while a network connection is up and CONNACK was received."""
         return self._state.state is ConnectionState.CONNECTED
+
+    @property
+    def connack(self) -> ConnAck | None:
+        """The broker's CONNACK for the current (or last) connection: session present, and
+        for MQTT 5 the negotiated limits in its properties."""
+        return self._state.connack
 
     async def poll(self) -> object:
         """Return the next event, waiting for one.
@@ -304,6 +325,7 @@ class MqttConnection:
         state = self._state
         return ConnectionStatistics(
             connected=self.connected,
+            window=state.window,
             inflight=state.inflight_count,
             waiting_publishes=state.waiting_count,
             queued_requests=self._publish_recv.statistics().current_buffer_used
