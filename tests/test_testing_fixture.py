@@ -11,7 +11,10 @@ import gc
 import os
 import socket
 import ssl
+import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -120,11 +123,33 @@ def subscribe_then_ping(sock: socket.socket, topic_filter: str) -> list[tuple[in
 
 
 def process_exists(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie waiting to be reaped counts as gone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_until_gone(pid: int, timeout: float = TIMEOUT) -> bool:
+    """Poll (bounded) for a process that something else is killing asynchronously."""
+    deadline = time.monotonic() + timeout
+    while process_exists(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
     return True
+
+
+def checkout_environment() -> dict[str, str]:
+    """Environment for a child Python that must import this checkout's trio_mqtt."""
+    checkout = str(Path(trio_mqtt.__file__).parent.parent)
+    paths = [checkout, os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -336,6 +361,35 @@ def test_default_log_shows_packets(mosquitto: MosquittoBroker) -> None:
     assert "Sending CONNACK to logged-client" in mosquitto.log
 
 
+def test_broker_dies_with_a_killed_interpreter() -> None:
+    # SIGKILL skips every finalizer; the watchdog shell must still take the broker down.
+    script = (
+        "import time\n"
+        "from trio_mqtt.testing import MosquittoBroker\n"
+        "broker = MosquittoBroker(unix_socket=True)\n"
+        "broker.start()\n"
+        "print(broker.pid, broker.directory, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=checkout_environment(),
+    ) as child:
+        assert child.stdout is not None
+        pid_text, folder = child.stdout.readline().split()
+        pid = int(pid_text)
+        assert process_exists(pid)
+        child.kill()
+        child.wait(TIMEOUT)
+    assert wait_until_gone(pid)
+    deadline = time.monotonic() + TIMEOUT
+    while Path(folder).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not Path(folder).exists()
+
+
 def test_missing_binary_explains_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("trio_mqtt.testing._broker.find_mosquitto", lambda: None)
     with pytest.raises(MosquittoError, match="apt-get install mosquitto"):
@@ -542,10 +596,7 @@ def test_fixtures_stop_every_broker_at_teardown(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The child pytest must import this checkout's trio_mqtt even when it is not installed.
-    checkout = str(Path(trio_mqtt.__file__).parent.parent)
-    monkeypatch.setenv(
-        "PYTHONPATH", os.pathsep.join(filter(None, [checkout, os.environ.get("PYTHONPATH")]))
-    )
+    monkeypatch.setenv("PYTHONPATH", checkout_environment()["PYTHONPATH"])
     pid_file = pytester.path / "pids.txt"
     pytester.makepyfile(
         textwrap.dedent(

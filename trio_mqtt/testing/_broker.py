@@ -17,7 +17,8 @@ first, or the deadline passes, the error carries the broker's log.
 The class is synchronous on purpose: starting takes a few tens of milliseconds, so Trio tests
 can call :meth:`~MosquittoBroker.start` directly, or wrap a restart in
 ``trio.to_thread.run_sync``. A :func:`weakref.finalize` hook kills a forgotten broker when its
-object is collected or the interpreter exits.
+object is collected or the interpreter exits, and a watchdog shell (see :class:`_Child`) kills
+it when the interpreter itself is killed, so no broker outlives the tests that started it.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ _SBIN_FOLDERS = ("/usr/sbin", "/usr/local/sbin", "/opt/homebrew/sbin")
 _LOCALHOST = "127.0.0.1"
 _ADDRESS_IN_USE = "Address already in use"
 _START_ATTEMPTS = 4
+_SHELL = "/bin/sh"
+# Run as `sh -c SCRIPT BROKER_PID FOLDER`: wait for our end of the pipe to close, then clean up.
+_WATCHDOG_SCRIPT = 'read _ ; kill -9 "$0" 2>/dev/null ; rm -rf "$1"'
 # mosquitto logs this (at the "information" level) once every listener is open.
 _RUNNING = re.compile(r"mosquitto version \S+ running")
 # mosquitto 2.x password hashes: PBKDF2-HMAC-SHA512, 101 rounds, 12-byte salt ("$7$" format).
@@ -100,25 +104,78 @@ def _password_line(user: str, password: str) -> str:
     return f"{user}:$7${_HASH_ROUNDS}${encoded_salt}${encoded_digest}\n"
 
 
-def _stop_process(process: subprocess.Popen[bytes], timeout: float) -> None:
-    """SIGTERM, then SIGKILL if the process has not exited after ``timeout`` seconds."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-            return
-        except subprocess.TimeoutExpired:
-            process.kill()
-    process.wait()
+class _Child:
+    """One mosquitto process, plus a watchdog that kills it if this Python process dies.
 
+    Finalizers do not run when Python is killed (SIGKILL, or SIGTERM with no handler, as from
+    ``timeout``), which would leave brokers running forever. So next to each broker runs a tiny
+    ``sh`` that blocks reading a pipe whose only writer is us: when we die, the pipe closes, the
+    read returns, and the shell SIGKILLs the broker and deletes its directory. On every normal
+    path the watchdog is killed first (``disarm``), so it never signals a process id that may
+    have been reused.
+    """
 
-def _cleanup(processes: list[subprocess.Popen[bytes]], folder: Path) -> None:
-    """Finalizer: kill whatever is still running and delete the broker's files."""
-    for process in processes:
+    def __init__(self, command: list[str], output: Any, folder: Path) -> None:
+        self.process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._watchdog: subprocess.Popen[bytes] | None = None
+        if os.path.exists(_SHELL):
+            self._watchdog = subprocess.Popen(
+                [_SHELL, "-c", _WATCHDOG_SCRIPT, str(self.process.pid), str(folder)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        if self.process.poll() is None:
+            return True
+        self.disarm()
+        return False
+
+    def disarm(self) -> None:
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.kill()
+            watchdog.wait()
+            if watchdog.stdin is not None:
+                watchdog.stdin.close()
+
+    def stop(self, timeout: float) -> None:
+        """SIGTERM, then SIGKILL if the broker has not exited after ``timeout`` seconds."""
+        self.disarm()
+        process = self.process
         if process.poll() is None:
-            process.kill()
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+                return
+            except subprocess.TimeoutExpired:
+                process.kill()
         process.wait()
-    processes.clear()
+
+    def kill(self) -> None:
+        self.disarm()
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+
+def _cleanup(children: list[_Child], folder: Path) -> None:
+    """Finalizer: kill whatever is still running and delete the broker's files."""
+    for child in children:
+        child.kill()
+    children.clear()
     shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -215,8 +272,8 @@ class MosquittoBroker:
         self._stop_timeout = stop_timeout
 
         self._dir = Path(tempfile.mkdtemp(prefix="trio-mqtt-mosquitto-"))
-        self._processes: list[subprocess.Popen[bytes]] = []
-        self._finalizer = weakref.finalize(self, _cleanup, self._processes, self._dir)
+        self._children: list[_Child] = []
+        self._finalizer = weakref.finalize(self, _cleanup, self._children, self._dir)
         self._closed = False
         self._ports_pinned = False
         self._ports: dict[str, int] = {}
@@ -331,20 +388,14 @@ class MosquittoBroker:
     # ----------------------------------------------------------------- process control
 
     @property
-    def _process(self) -> subprocess.Popen[bytes] | None:
-        return self._processes[-1] if self._processes else None
-
-    @property
     def running(self) -> bool:
         """Whether the broker process is alive."""
-        process = self._process
-        return process is not None and process.poll() is None
+        return bool(self._children) and self._children[-1].alive()
 
     @property
     def pid(self) -> int | None:
         """The broker's process id while it runs, else None."""
-        process = self._process
-        return process.pid if process is not None and process.poll() is None else None
+        return self._children[-1].pid if self.running else None
 
     def start(self) -> None:
         """Start mosquitto and wait until every listener accepts connections.
@@ -363,18 +414,12 @@ class MosquittoBroker:
             config.write_text(self.config_text(), encoding="utf-8")
             log_offset = self._log_size()
             with self._output_path.open("ab") as output:
-                process = subprocess.Popen(
-                    [self._executable, "-c", str(config)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=output,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            self._processes.append(process)
+                child = _Child([self._executable, "-c", str(config)], output, self._dir)
+            self._children.append(child)
             try:
-                self._wait_until_ready(process, log_offset)
+                self._wait_until_ready(child.process, log_offset)
             except MosquittoError:
-                _stop_process(process, self._stop_timeout)
+                child.stop(self._stop_timeout)
                 port_taken = _ADDRESS_IN_USE in self._read_log(log_offset)
                 if attempt == _START_ATTEMPTS or not port_taken:
                     raise
@@ -389,8 +434,8 @@ class MosquittoBroker:
                 return
 
     def _reap(self) -> None:
-        """Forget processes that have exited (they were waited for already)."""
-        self._processes[:] = [p for p in self._processes if p.returncode is None]
+        """Forget brokers that have exited (and were waited for)."""
+        self._children[:] = [child for child in self._children if child.alive()]
 
     def _mark_log(self, message: str) -> None:
         with self._output_path.open("a", encoding="utf-8") as output:
@@ -454,16 +499,14 @@ class MosquittoBroker:
         With persistence, a clean stop writes the database that the next start loads. Stopping
         a broker that is not running does nothing. Its files stay until :meth:`close`.
         """
-        for process in self._processes:
-            _stop_process(process, self._stop_timeout)
+        for child in self._children:
+            child.stop(self._stop_timeout)
         self._reap()
 
     def kill(self) -> None:
         """Kill the broker at once with SIGKILL (for tests of abrupt broker failure)."""
-        for process in self._processes:
-            if process.poll() is None:
-                process.kill()
-            process.wait()
+        for child in self._children:
+            child.kill()
         self._reap()
 
     def restart(self) -> None:
