@@ -27,6 +27,7 @@ from trio_mqtt._transports import (
     TlsTransport,
     Transport,
     UnixSocketTransport,
+    WebSocketError,
     WebSocketStream,
     WebSocketTransport,
     translate_stream_error,
@@ -335,3 +336,15 @@ def test_translate_stream_error_keeps_the_cause_typed() -> None:
     assert "closed" in str(translate_stream_error(trio.ClosedResourceError(), "sending"))
     already = TransportError("x")
     assert translate_stream_error(already, "y") is already
+
+
+async def test_speaking_the_wrong_protocol_to_a_listener_fails_cleanly(
+    broker: MosquittoBroker,
+) -> None:
+    # WebSocket to a plain MQTT listener: mosquitto takes "GET ..." for a bad packet and hangs
+    # up (a reset or an end of stream, depending on timing).
+    with trio.fail_after(TIMEOUT), pytest.raises(WebSocketError, match="WebSocket upgrade at"):
+        await WebSocketTransport().open_stream(LOCALHOST, broker.port, max_packet_size=MAX_PACKET)
+    # TLS to a plain MQTT listener: the handshake fails, reported as a transport error.
+    with trio.fail_after(TIMEOUT), pytest.raises(TransportError, match="TLS handshake"):
+        await tls_for(broker).open_stream(LOCALHOST, broker.port)

@@ -39,7 +39,7 @@ from wsproto.utilities import (
     RemoteProtocolError as WsRemoteProtocolError,
 )
 
-from .._core._errors import InvalidOptionError, RemoteProtocolError
+from .._core._errors import InvalidOptionError, RemoteProtocolError, TransportError
 from .._core._reason_codes import ReasonCode
 from ._errors import WebSocketError, translate_stream_error
 from ._tcp import TcpTransport
@@ -223,7 +223,10 @@ async def _handshake(
             if rejected is not None and (not rejected.has_body or body):
                 break
     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-        raise translate_stream_error(exc, where) from exc
+        error = translate_stream_error(exc, where)
+        if type(error) is TransportError:  # keep TLS errors (WSS) typed as such
+            error = WebSocketError(str(error))
+        raise error from exc
     except WsRemoteProtocolError as exc:
         raise WebSocketError(f"{where}: invalid handshake response: {exc}") from exc
     assert rejected is not None
