@@ -21,6 +21,7 @@ from trio_mqtt import (
     ConnectionClosed,
     ConnectionLost,
     ConnectionRefused,
+    Disconnected,
     Incoming,
     InvalidTopicError,
     MqttError,
@@ -29,6 +30,8 @@ from trio_mqtt import (
     ProtocolVersion,
     Publish,
     QoS,
+    Reconnecting,
+    ReconnectPolicy,
     RequestsDone,
     SubscriptionRefused,
 )
@@ -553,3 +556,26 @@ def test_a_dropped_client_handle_is_released(mosquitto: MosquittoBroker) -> None
         assert any(isinstance(e, Outgoing) and e.type is PacketType.PUBLISH for e in events)
         with pytest.raises(RequestsDone):
             connection.recv()
+
+
+def test_reconnect_policy_reconnects_while_iterating(
+    mosquitto_factory: Callable[..., MosquittoBroker],
+) -> None:
+    broker = mosquitto_factory()
+    policy = ReconnectPolicy(initial_delay=0.05, max_delay=0.2)
+    client, connection = connect(options_for(broker, "s-policy", reconnect=policy))
+    with connection, client:
+        drain(connection)
+        broker.kill()
+        seen: list[object] = []
+        for event in connection.iter():
+            seen.append(event)
+            if isinstance(event, Disconnected):
+                broker.start()
+            if is_connack(event):
+                break
+        assert isinstance(seen[0], Disconnected)
+        assert isinstance(seen[0].error, ConnectionLost)
+        assert any(isinstance(e, Reconnecting) for e in seen)
+        assert not any(isinstance(e, MqttError) for e in seen)  # nothing raised or yielded
+        assert connection.connected
