@@ -11,8 +11,8 @@ is decoded according to its own protocol level byte, whatever the decoder's vers
 :class:`PacketDecoder` keeps unconsumed bytes in a ``bytearray`` with a read offset; consumed
 bytes are dropped only when the buffer is empty or the offset has grown past half the buffer,
 so chunked input never costs quadratic copying. :meth:`PacketDecoder.decode` has a fast path:
-when nothing is buffered it frames packets straight out of the caller's bytes and buffers only
-an incomplete tail. Any error poisons the decoder: once a byte stream has gone wrong there is no
+it moves into the buffer only the bytes that complete a packet begun earlier, frames the rest
+straight out of the caller's bytes, and buffers only an incomplete tail. Any error poisons the decoder: once a byte stream has gone wrong there is no
 way to find the next packet boundary, so every later call raises the same error again.
 """
 
@@ -321,6 +321,23 @@ class PacketDecoder:
             self._pos = stop
         return packet
 
+    def _wanted(self) -> int:
+        """Bytes the buffered, incomplete packet still needs.
+
+        Until its fixed header is complete this is a guess: enough for the longest header.
+        """
+        buf = self._buf
+        pos = self._pos
+        have = len(buf) - pos
+        if have >= 2:
+            try:
+                header = _header_length(buf, pos + 1, len(buf))
+            except MalformedPacketError as exc:
+                raise self._failed(exc) from None
+            if header is not None:
+                return header[0] + header[1] - have
+        return max(1, 5 - have)
+
     def decode(self, data: bytes | bytearray | memoryview) -> list[Packet]:
         """Feed ``data`` and return every packet now complete (possibly none).
 
@@ -330,17 +347,21 @@ class PacketDecoder:
         """
         if self._error is not None:
             self._raise_again()
-        if self._pos != len(self._buf):
-            self._buf += data
-            out = []
-            while (packet := self.next_packet()) is not None:
-                out.append(packet)
-            return out
         if type(data) is not bytes:
             data = bytes(data)
-        out = []
+        out: list[Packet] = []
         pos = 0
         end = len(data)
+        # Finish a packet begun in an earlier call by moving only its missing bytes into the
+        # buffer; the rest of ``data`` is then framed in place below.
+        while self._pos != len(self._buf) and pos < end:
+            take = self._wanted()
+            self._buf += data[pos : pos + take]
+            pos += take
+            while (packet := self.next_packet()) is not None:
+                out.append(packet)
+        if pos >= end:
+            return out
         flags_table = self._flags
         decoders = self._decoders
         limit = self.max_packet_size
@@ -363,7 +384,7 @@ class PacketDecoder:
                 stop = pos + total
                 if stop > end:
                     break
-                packet_bytes = data if total == end else data[pos:stop]
+                packet_bytes = data if total == end else data[pos:stop]  # total == end: pos 0
                 out.append(decoders[first >> 4](packet_bytes, first & 15, hlen))
                 pos = stop
         except (MalformedPacketError, *_UNEXPECTED) as exc:
