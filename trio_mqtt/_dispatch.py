@@ -107,12 +107,16 @@ class _Buffer(Generic[T]):
         self._wake_readers()
 
     async def _get(self) -> T | Failure:
+        # Same cancellation contract as a Trio channel: a cancelled call took nothing, and
+        # once an item is taken nothing can cancel the call. Several readers may wait at once.
+        await trio.lowlevel.checkpoint_if_cancelled()
         while not self.items:
             if self.end is not None:
                 raise self.end
             await self._readable.park()
-        await trio.lowlevel.checkpoint()
-        return self.items.popleft()
+        item = self.items.popleft()
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return item
 
 
 class EventBuffer(_Buffer[object]):
