@@ -579,3 +579,31 @@ def test_reconnect_policy_reconnects_while_iterating(
         assert any(isinstance(e, Reconnecting) for e in seen)
         assert not any(isinstance(e, MqttError) for e in seen)  # nothing raised or yielded
         assert connection.connected
+
+
+def test_close_unblocks_a_publisher_waiting_for_room() -> None:
+    broker = SilentBroker()
+    options = MqttOptions("s-blocked-pub", "127.0.0.1", broker.port, inflight=2, request_capacity=2)
+    client, connection = connect(options, disconnect_timeout=0.1)
+    outcome: list[BaseException] = []
+
+    def publisher() -> None:
+        try:
+            for n in range(100):
+                client.publish("blocked", str(n), qos=QoS.AT_LEAST_ONCE)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=publisher)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while connection.statistics().inflight < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert connection.statistics().inflight == 2
+    connection.close()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], ConnectionClosed)
+    client.close()
+    broker.join()
