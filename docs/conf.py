@@ -30,22 +30,22 @@ nitpicky = True
 nitpick_ignore = [
     ("py:class", "trustme.CA"),
     ("py:class", "trustme.LeafCert"),
-    ("py:class", "V"),
     # Error docstrings mention the attribute ``reason_code``, which autodoc does not list.
     ("py:attr", "reason_code"),
 ]
 nitpick_ignore_regex = [
     # Standard library modules whose documentation we do not carry.
-    (r"py:.*", r"(collections\.abc|pathlib|ssl|types|subprocess|enum|datetime)\..+"),
+    (r"py:.*", r"(collections\.abc|pathlib|ssl|types|subprocess|enum|datetime|random)\..+"),
     (r"py:.*", r"(Path|SSLContext|TracebackType|Mapping|Sequence|Iterator|Iterable)"),
     (r"py:mod", r"(os|socket|ssl|time|subprocess|signal)"),
     (r"py:.*", r"os\.PathLike"),
     # trio's and trio-websocket's own names (trio.abc.Stream, trio.SocketStream, ...).
     (r"py:.*", r"(trio|trio_websocket)\..+"),
-    (r"py:.*", r"trio_mqtt\._core\._topics\.V"),
+    # Type variables (``T``, ``V``...) of generic classes and functions.
+    (r"py:class", r"(trio_mqtt\.[\w.]+\.)?[A-Z]"),
     # Signatures name the private modules where public classes are defined; the classes
     # themselves are documented under their public names (trio_mqtt.ReasonCode...).
-    (r"py:.*", r"trio_mqtt\._core\._(errors|reason_codes|packets)\..+"),
+    (r"py:.*", r"trio_mqtt\._core\._(errors|reason_codes|packets|config)\..+"),
 ]
 
 autodoc_member_order = "bysource"
