@@ -13,8 +13,8 @@ Faults, all applied to live links at once (and to links accepted later, where th
 * :meth:`FaultProxy.cut` closes both sockets of every link now; :meth:`FaultProxy.cut_after`
   lets a given number of bytes through first, so the cut lands in the middle of a packet.
 * :meth:`FaultProxy.reset` does the same with TCP RST instead of FIN (``SO_LINGER`` 0).
-* :meth:`FaultProxy.blackhole` stops forwarding in both directions while keeping the sockets
-  open: pumps stop reading, so bytes pile up in kernel buffers as in a network partition and
+* :meth:`FaultProxy.blackhole` stops forwarding (both directions, or one) while keeping the
+  sockets open: pumps stop reading, so bytes pile up in kernel buffers as in a network partition and
   neither end sees an error; :meth:`FaultProxy.restore` lets them flow again.
 * :attr:`FaultProxy.delay` adds latency to every chunk, :attr:`FaultProxy.throttle` caps the
   rate in bytes per second, and :attr:`FaultProxy.split_writes` forwards one byte per
@@ -118,9 +118,10 @@ class FaultProxy:
         self.throttle: float | None = None
         self.split_writes = False
         self.links: list[Link] = []
-        self._blackholed = False
-        self._flowing = trio.Event()
-        self._flowing.set()
+        # One event per direction; a pump waits on its direction's event before moving data.
+        self._flowing = [trio.Event(), trio.Event()]
+        for event in self._flowing:
+            event.set()
         self._changed = trio.lowlevel.ParkingLot()
         self._accepted = 0
         self._cuts = 0
@@ -157,21 +158,26 @@ class FaultProxy:
         for link in open_links:
             link.cut_after(up, down)
 
-    def blackhole(self) -> None:
-        """Stop forwarding in both directions, keeping every socket open (half-open links)."""
-        if not self._blackholed:
-            self._blackholed = True
-            self._flowing = trio.Event()
+    def blackhole(self, *, up: bool = True, down: bool = True) -> None:
+        """Stop forwarding, keeping every socket open (half-open links).
+
+        Args:
+            up: stop the client-to-broker direction.
+            down: stop the broker-to-client direction.
+        """
+        for direction, stop in ((_UP, up), (_DOWN, down)):
+            if stop and self._flowing[direction].is_set():
+                self._flowing[direction] = trio.Event()
 
     def restore(self) -> None:
-        """Undo :meth:`blackhole`: held bytes flow again."""
-        self._blackholed = False
-        self._flowing.set()
+        """Undo :meth:`blackhole` in both directions: held bytes flow again."""
+        for event in self._flowing:
+            event.set()
 
     @property
     def blackholed(self) -> bool:
-        """Whether forwarding is stopped."""
-        return self._blackholed
+        """Whether forwarding is stopped in at least one direction."""
+        return not all(event.is_set() for event in self._flowing)
 
     # ----------------------------------------------------------------- observation
 
@@ -243,7 +249,7 @@ class FaultProxy:
     ) -> None:
         """Forward one direction of a link until end of file, an error or a cut."""
         while True:
-            await self._flowing.wait()
+            await self._flowing[direction].wait()
             try:
                 data = await source.receive_some(_CHUNK)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -252,7 +258,7 @@ class FaultProxy:
                 # One side went away: end the whole link, as a TCP proxy would.
                 link._scope.cancel()
                 return
-            await self._flowing.wait()
+            await self._flowing[direction].wait()
             budget = link._budget[direction]
             if budget is not None:
                 data = data[:budget]
