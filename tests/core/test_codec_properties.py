@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -136,6 +137,9 @@ def connects(draw: st.DrawFn, version: ProtocolVersion) -> Connect:
     password = draw(st.none() | binary)
     if not v5 and username is None:
         password = None  # MQTT-3.1.2-22
+    props = draw(properties(PacketType.CONNECT)) if v5 else NO_PROPERTIES
+    if props.authentication_data is not None and props.authentication_method is None:
+        props = replace(props, authentication_method="method")  # section 3.1.2.11.10
     return Connect(
         draw(text),
         version,
@@ -144,7 +148,7 @@ def connects(draw: st.DrawFn, version: ProtocolVersion) -> Connect:
         username,
         password,
         will,
-        draw(properties(PacketType.CONNECT)) if v5 else NO_PROPERTIES,
+        props,
     )
 
 

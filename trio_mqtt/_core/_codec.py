@@ -12,8 +12,9 @@ is decoded according to its own protocol level byte, whatever the decoder's vers
 bytes are dropped only when the buffer is empty or the offset has grown past half the buffer,
 so chunked input never costs quadratic copying. :meth:`PacketDecoder.decode` has a fast path:
 it moves into the buffer only the bytes that complete a packet begun earlier, frames the rest
-straight out of the caller's bytes, and buffers only an incomplete tail. Any error poisons the decoder: once a byte stream has gone wrong there is no
-way to find the next packet boundary, so every later call raises the same error again.
+straight out of the caller's bytes, and buffers only an incomplete tail. Any error poisons the
+decoder: once a byte stream has gone wrong there is no way to find the next packet boundary, so
+every later call raises the same error again.
 """
 
 from __future__ import annotations
