@@ -6,6 +6,7 @@ Trio TLS server that records the protocol it negotiated.
 
 from __future__ import annotations
 
+import os
 import ssl
 import threading
 from collections.abc import Iterator
@@ -267,3 +268,29 @@ def test_ssl_context_excludes_the_simple_options() -> None:
     default = TlsTransport().build_context()
     assert default.verify_mode == ssl.CERT_REQUIRED
     assert default.check_hostname
+
+
+async def test_context_is_reused_until_a_file_changes(
+    tls_broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(tls_broker.ca_pem_path.read_bytes())
+    builds: list[ssl.SSLContext] = []
+
+    class Counting(TlsTransport):
+        def build_context(self) -> ssl.SSLContext:
+            builds.append(TlsTransport.build_context(self))
+            return builds[-1]
+
+    transport = Counting(ca_file=ca)
+    with trio.fail_after(TIMEOUT):
+        for _ in range(3):
+            await connack_over(await transport.open_stream(LOCALHOST, tls_broker.tls_port))
+        assert len(builds) == 1  # loading CAs can take tens of ms: done once
+        stat = ca.stat()
+        os.utime(ca, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))  # "rotated"
+        await connack_over(await transport.open_stream(LOCALHOST, tls_broker.tls_port))
+        assert len(builds) == 2
+        ca.unlink()  # a vanished file is reported, not papered over by the cache
+        with pytest.raises(TlsConfigurationError, match="not found"):
+            await transport.open_stream(LOCALHOST, tls_broker.tls_port)

@@ -2,8 +2,10 @@
 
 Theory of operation: the options describe an ``ssl.SSLContext``; building it reads files (CA
 bundle, certificate chain, key) and may run a key-derivation for an encrypted key, so it happens
-in a worker thread, never on the event loop, once per connection attempt (a rotated certificate
-is picked up by the next reconnect). The handshake runs eagerly inside :meth:`open_stream` so that
+in a worker thread, never on the event loop. Loading the system's CA store alone takes tens of
+milliseconds, so the context is kept and shared by later connections for as long as the files it
+came from are unchanged (same size and modification time); a rotated certificate is picked up by
+the next reconnect. The handshake runs eagerly inside :meth:`open_stream` so that
 a certificate problem surfaces there as a typed error rather than on the first read. Verification
 and host name checking are on unless an option whose name starts with ``dangerously_`` says
 otherwise.
@@ -90,6 +92,9 @@ class TlsTransport:
     dangerously_disable_verification: bool = False
     dangerously_skip_hostname_check: bool = False
     tcp: TcpTransport = field(default_factory=TcpTransport)
+    _cache: list[tuple[tuple[tuple[str, int, int], ...], ssl.SSLContext]] = field(
+        default_factory=list, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.alpn_protocols, str):
@@ -120,6 +125,39 @@ class TlsTransport:
             raise InvalidOptionError("key_file needs cert_file")
         if self.key_password is not None and self.cert_file is None:
             raise InvalidOptionError("key_password needs cert_file")
+
+    def _file_signature(self) -> tuple[tuple[str, int, int], ...] | None:
+        """Size and modification time of every file the context is built from (blocking).
+
+        ``None`` when a file cannot be examined: then nothing is cached and building the
+        context reports the problem.
+        """
+        signature = []
+        for path in (self.ca_file, self.cert_file, self.key_file):
+            if path is None:
+                continue
+            try:
+                status = os.stat(path)
+            except OSError:
+                return None
+            signature.append((os.fspath(path), status.st_mtime_ns, status.st_size))
+        return tuple(signature)
+
+    def context(self) -> ssl.SSLContext:
+        """The context for a new connection: cached, or built again if a file changed.
+
+        Blocking like :meth:`build_context`; :meth:`open_stream` calls it in a worker thread.
+        """
+        if self.ssl_context is not None:
+            return self.ssl_context
+        signature = self._file_signature()
+        cached = self._cache
+        if signature is not None and cached and cached[0][0] == signature:
+            return cached[0][1]
+        context = self.build_context()
+        if signature is not None:
+            cached[:] = [(signature, context)]
+        return context
 
     def build_context(self) -> ssl.SSLContext:
         """Build the ``ssl.SSLContext`` these options describe (blocking: reads files).
@@ -186,7 +224,7 @@ class TlsTransport:
             TlsError: any other handshake failure (e.g. the broker refused our certificate).
             TransportError: the TCP connection failed.
         """
-        context = await trio.to_thread.run_sync(self.build_context)
+        context = await trio.to_thread.run_sync(self.context)
         tcp = await self.tcp.open_stream(host, port, max_packet_size=max_packet_size)
         return await self._handshake(tcp, context, host, port)
 
@@ -195,7 +233,7 @@ class TlsTransport:
     ) -> trio.abc.Stream:
         """Run TLS over an already open stream (an HTTP proxy tunnel, for instance)."""
         try:
-            context = await trio.to_thread.run_sync(self.build_context)
+            context = await trio.to_thread.run_sync(self.context)
         except BaseException:
             await trio.aclose_forcefully(stream)
             raise
