@@ -36,11 +36,11 @@ from bench.worker import MARKER  # noqa: E402
 
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
-        "count": 2000,
-        "big_count": 200,
+        "count": 1000,
+        "big_count": 100,
         "repeats": 3,
         "latency_samples": 200,
-        "latency_budget": 1.0,
+        "latency_budget": 0.5,
     },
     "default": {
         "count": 10_000,
@@ -217,11 +217,12 @@ def run_clients(cfg: dict[str, Any], args: argparse.Namespace) -> list[dict[str,
                 }
                 started = time.perf_counter()
                 outcome = measure(job)
-                records.append({**base, **outcome})
+                took = time.perf_counter() - started
+                records.append({**base, **outcome, "wall_s": round(took, 3)})
                 if outcome["status"] == "unavailable":
                     skip[client] = outcome
                 if not args.quiet:
-                    print(progress(base, outcome, time.perf_counter() - started), file=sys.stderr)
+                    print(progress(base, outcome, took), file=sys.stderr)
     return records
 
 
