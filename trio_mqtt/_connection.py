@@ -199,8 +199,11 @@ class MqttConnection:
 
     @property
     def connack(self) -> ConnAck | None:
-        """The broker's CONNACK for the current (or last) connection: session present, and
-        for MQTT 5 the negotiated limits in its properties."""
+        """The broker's CONNACK for the current (or last) connection.
+
+        It says whether the session was resumed and, for MQTT 5, carries the limits the broker
+        announced in its properties.
+        """
         return self._state.connack
 
     async def poll(self) -> object:
