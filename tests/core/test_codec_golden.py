@@ -269,3 +269,11 @@ def test_decoded_packets_are_real_instances() -> None:
     ack = decode_packet(h("40 02 0001"), V4)
     assert type(ack) is PubAck
     assert ack == PubAck(1)
+    props = decode_packet(h("e0 06 8e 04 1f 0001 78"), V5).properties  # type: ignore[union-attr]
+    assert type(props) is Properties
+    assert props == Properties(reason_string="x")
+    assert hash(props) == hash(Properties(reason_string="x"))
+    assert props.user_properties == ()
+    assert bool(props)
+    with pytest.raises(AttributeError):
+        props.reason_string = "y"  # type: ignore[misc]

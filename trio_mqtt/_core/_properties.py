@@ -13,6 +13,8 @@ order. Only User Property may repeat everywhere; Subscription Identifier may rep
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import MISSING, field, fields, make_dataclass
 from typing import Any, NamedTuple
 
 from ._errors import LocalProtocolError
@@ -141,6 +143,41 @@ for _info in PROPERTY_TABLE:
     _BY_ID[_info.identifier] = _info
 del _info
 
+
+def _fast_properties() -> Callable[..., Properties]:
+    """A keyword constructor for :class:`Properties` about five times faster than its own.
+
+    The frozen ``__init__`` stores 27 fields through ``object.__setattr__``. This builds a
+    non-frozen twin dataclass with the same fields and slots, whose ``__init__`` uses plain
+    attribute stores, then switches the new object's ``__class__`` to ``Properties`` (allowed
+    because the memory layouts are identical). If that ever stops working, the real class is
+    used instead.
+    """
+    try:
+        spec: list[tuple[str, Any, Any]] = []
+        for item in fields(Properties):
+            if item.default is not MISSING:
+                spec.append((item.name, item.type, field(default=item.default)))
+            else:
+                spec.append((item.name, item.type, field(default_factory=item.default_factory)))
+        twin = make_dataclass("_PropertiesTwin", spec, slots=True, eq=False, repr=False)
+        probe = twin()
+        probe.__class__ = Properties
+        if probe != NO_PROPERTIES or hasattr(Properties, "__post_init__"):
+            return Properties
+    except TypeError:  # pragma: no cover - layout no longer compatible
+        return Properties
+
+    def build(**values: Any) -> Properties:
+        obj = twin(**values)
+        obj.__class__ = Properties
+        return obj  # type: ignore[no-any-return]
+
+    return build
+
+
+_new_properties = _fast_properties()
+
 _TYPE_NAMES = {WILL: "will", **{int(t): t.name for t in PacketType}}
 
 _READERS = {
@@ -222,7 +259,7 @@ def decode_properties(buf: Buf, pos: int, end: int, ptype: int) -> tuple[Propert
     for name, value in values.items():
         if isinstance(value, list):
             values[name] = tuple(value)
-    return Properties(**values), stop
+    return _new_properties(**values), stop
 
 
 def _encode_value(info: PropertyInfo, value: Any) -> bytes:
