@@ -2,7 +2,8 @@
 
 SIGINT only reaches the main thread, and pytest treats a KeyboardInterrupt as the end of the
 session, so each case runs in a child process. A helper thread in the child waits until the
-main thread is really blocked inside ``recv()`` (by looking at its stack) before it sends the
+main thread is really blocked inside the call (``recv()``, iteration or ``connect()``, found
+by looking at its stack) before it sends the
 signal, so the test never races the call it interrupts.
 """
 
@@ -92,3 +93,57 @@ def test_keyboard_interrupt_in_blocking_read(mosquitto: MosquittoBroker, mode: s
         "publish raises ConnectionClosed",
     ], result.stderr
     assert "Traceback" not in result.stderr
+
+
+CONNECTING_CHILD = textwrap.dedent(
+    """
+    import os, signal, socket, sys, threading, time
+    from trio_mqtt import MqttOptions
+    from trio_mqtt.sync import connect
+
+    # a listening socket that never accepts: TCP connects, CONNACK never comes
+    server = socket.create_server(("127.0.0.1", 0))
+    options = MqttOptions("interrupted-connect", "127.0.0.1", server.getsockname()[1])
+    main_id = threading.main_thread().ident
+
+    def blocked() -> bool:
+        frame = sys._current_frames().get(main_id)
+        names = set()
+        while frame is not None:
+            names.add(frame.f_code.co_name)
+            frame = frame.f_back
+        return "connect" in names and "wait" in names
+
+    def interrupter() -> None:
+        deadline = time.monotonic() + 10
+        while not blocked():
+            if time.monotonic() > deadline:
+                os._exit(3)
+            time.sleep(0.002)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    helper = threading.Thread(target=interrupter)
+    helper.start()
+    start = time.monotonic()
+    try:
+        connect(options)
+    except KeyboardInterrupt:
+        helper.join()
+        print("interrupted", time.monotonic() - start < 4)
+    print("threads", [t.name for t in threading.enumerate()])
+    """
+)
+
+
+def test_keyboard_interrupt_while_connecting() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", CONNECTING_CHILD],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={**os.environ, "PYTHONPATH": PACKAGE_ROOT},
+    )
+    assert result.returncode == 0, result.stderr
+    # interrupted well before the 5 s connect timeout, and no thread left
+    assert result.stdout.splitlines() == ["interrupted True", "threads ['MainThread']"]
