@@ -3,8 +3,7 @@
 SIGINT only reaches the main thread, and pytest treats a KeyboardInterrupt as the end of the
 session, so each case runs in a child process. A helper thread in the child waits until the
 main thread is really blocked inside the call (``recv()``, iteration or ``connect()``, found
-by looking at its stack) before it sends the
-signal, so the test never races the call it interrupts.
+by looking at its stack) before it sends the signal, so the test never races the call.
 """
 
 from __future__ import annotations
