@@ -43,7 +43,7 @@ from ._requests import (
 )
 
 if TYPE_CHECKING:
-    from ._connection import MqttConnection
+    from ._eventloop import EventLoop
 
 __all__ = ["Client", "SubscriptionRefused"]
 
@@ -91,15 +91,15 @@ class Client:
     close each when done (``async with client:`` does it).
     """
 
-    __slots__ = ("_closed", "_connection", "_control", "_publish")
+    __slots__ = ("_closed", "_control", "_loop", "_publish")
 
     def __init__(
         self,
-        connection: MqttConnection,
+        loop: EventLoop,
         publish_channel: trio.MemorySendChannel[PublishRequest],
         control_channel: trio.MemorySendChannel[Request],
     ) -> None:
-        self._connection = connection
+        self._loop = loop
         self._publish = publish_channel
         self._control = control_channel
         self._closed = False
@@ -107,7 +107,7 @@ class Client:
     # ------------------------------------------------------------------ handles
     def clone(self) -> Client:
         """Another handle to the same connection; the connection lives while any is open."""
-        return Client(self._connection, self._publish.clone(), self._control.clone())
+        return Client(self._loop, self._publish.clone(), self._control.clone())
 
     def close(self) -> None:
         """Release this handle (idempotent)."""
@@ -151,7 +151,7 @@ class Client:
             properties if properties is not None else NO_PROPERTIES,
             tracker,
         )
-        self._connection._check_publish(request)
+        self._loop._check_publish(request)
         return request
 
     async def publish(
@@ -181,25 +181,25 @@ class Client:
         if self._closed:
             raise trio.ClosedResourceError("this client handle is closed")
         await trio.lowlevel.checkpoint_if_cancelled()
-        connection = self._connection
-        if connection._publish_directly(request):
+        loop = self._loop
+        if loop._publish_directly(request):
             await trio.lowlevel.cancel_shielded_checkpoint()
             return
-        connection._queued_publishes += 1
+        loop._queued_publishes += 1
         try:
             await self._publish.send(request)
         except BaseException:
-            connection._queued_publishes -= 1
+            loop._queued_publishes -= 1
             raise
 
     def _submit_nowait(self, request: PublishRequest) -> None:
         if self._closed:
             raise trio.ClosedResourceError("this client handle is closed")
-        connection = self._connection
-        if connection._publish_directly(request):
+        loop = self._loop
+        if loop._publish_directly(request):
             return
         self._publish.send_nowait(request)
-        connection._queued_publishes += 1
+        loop._queued_publishes += 1
 
     def publish_nowait(
         self,
