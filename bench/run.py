@@ -142,7 +142,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     size.add_argument("--full", action="store_true", help="large N, 5 repeats, and --scale")
     p.add_argument("--scale", action="store_true", help="also run the scale measurements")
     p.add_argument("--scale-only", action="store_true", help="run only the scale measurements")
-    p.add_argument("--codec", action="store_true", help="run bench/codec.py's main() and exit")
+    p.add_argument(
+        "--codec", action="store_true", help="run bench/codec.py's main() with the other args"
+    )
     p.add_argument("--clients", help="comma-separated subset of: " + ", ".join(ADAPTERS))
     p.add_argument("--qos", default="0,1,2", help="QoS levels (default 0,1,2)")
     p.add_argument("--sizes", help="payload sizes in bytes (default 64,16384)")
@@ -256,9 +258,10 @@ def run_codec(rest: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write the report."""
+    argv = sys.argv[1:] if argv is None else argv
+    if "--codec" in argv:  # everything else is for bench/codec.py (e.g. --quick)
+        return run_codec([a for a in argv if a != "--codec"])
     args = parse_args(argv)
-    if args.codec:
-        return run_codec(args.rest)
     if args.rest:
         raise SystemExit(f"unknown arguments: {' '.join(args.rest)}")
     cfg = settings(args)
