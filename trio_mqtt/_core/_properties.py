@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import MISSING, field, fields, make_dataclass
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 from ._errors import LocalProtocolError
@@ -282,6 +283,37 @@ def _encode_value(info: PropertyInfo, value: Any) -> bytes:
     return pack_vbi(value, field)
 
 
+def _getter(names: list[str]) -> Callable[[Properties], tuple[Any, ...]]:
+    """A function returning the named attributes as a tuple (attrgetter, always a tuple)."""
+    if len(names) > 1:
+        return attrgetter(*names)
+    if names:
+        name = names[0]
+        return lambda props: (getattr(props, name),)
+    return lambda props: ()
+
+
+class _TypePlan(NamedTuple):
+    allowed: tuple[PropertyInfo, ...]
+    get_allowed: Callable[[Properties], tuple[Any, ...]]
+    get_others: Callable[[Properties], tuple[Any, ...]]
+    others_unset: tuple[Any, ...]
+
+
+def _plan(ptype: int) -> _TypePlan:
+    allowed = tuple(info for info in PROPERTY_TABLE if info.allowed & (1 << ptype))
+    others = [info for info in PROPERTY_TABLE if not info.allowed & (1 << ptype)]
+    unset = tuple(getattr(NO_PROPERTIES, info.name) for info in others)
+    return _TypePlan(
+        allowed, _getter([i.name for i in allowed]), _getter([i.name for i in others]), unset
+    )
+
+
+#: Per packet type (and the will): which properties to look at when encoding. Checking that
+#: all the others are unset is one tuple comparison, so only the allowed ones are walked.
+_PLANS = {ptype: _plan(ptype) for ptype in (WILL, *PacketType)}
+
+
 def encode_properties(props: Properties, ptype: int) -> bytes:
     """Encode properties with their length prefix (a single zero byte when there are none).
 
@@ -295,13 +327,17 @@ def encode_properties(props: Properties, ptype: int) -> bytes:
     if props is NO_PROPERTIES:
         return b"\x00"
     bit = 1 << ptype
+    plan = _PLANS[ptype]
+    if plan.get_others(props) != plan.others_unset:
+        for info in PROPERTY_TABLE:
+            if not info.allowed & bit and getattr(props, info.name) not in (None, ()):
+                raise LocalProtocolError(
+                    f"property {info.name} is not allowed in {_TYPE_NAMES[ptype]}"
+                )
     parts: list[bytes] = []
-    for info in PROPERTY_TABLE:
-        value = getattr(props, info.name)
+    for info, value in zip(plan.allowed, plan.get_allowed(props), strict=True):
         if value is None or value == ():
             continue
-        if not info.allowed & bit:
-            raise LocalProtocolError(f"property {info.name} is not allowed in {_TYPE_NAMES[ptype]}")
         ident = bytes((info.identifier,))
         if info.wire_type == _SP:
             for pair in value:
