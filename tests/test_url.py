@@ -161,7 +161,11 @@ def test_overrides_win_over_the_url() -> None:
         ("mqtt://h?keep_alive_secs=five", "'keep_alive_secs': expected a whole number, got 'five'"),
         ("mqtt://h?keep_alive_secs=-1", "'keep_alive_secs'"),
         ("mqtt://h?keep_alive_secs=1e3", "'keep_alive_secs'"),
-        ("mqtt://h?keep_alive_secs=70000", "keep_alive must be between 0 and 65535"),
+        (
+            "mqtt://h?keep_alive_secs=70000",
+            "keep_alive must be between 0 and 65535, got 70000 (from query key 'keep_alive_secs')",
+        ),
+        ("mqtt://h?inflight_num=0", "(from query key 'inflight_num')"),
         ("mqtt://h?conn_timeout_secs=soon", "'conn_timeout_secs'"),
         ("mqtt://h?clean_session=maybe", "'clean_session': expected true or false"),
         ("mqtt://h?protocol_version=3", "'protocol_version': expected 3.1.1 or 5"),

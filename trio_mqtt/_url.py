@@ -245,4 +245,16 @@ def options_from_url(url: str, **overrides: Any) -> MqttOptions:
         if name not in fields:
             raise InvalidOptionError(f"unknown option {name!r}")
     options.update(overrides)
-    return MqttOptions(**options)
+    try:
+        return MqttOptions(**options)
+    except InvalidOptionError as exc:
+        # MqttOptions names its own field; say which query key set it, if one did.
+        keys = [
+            f"{key!r}"
+            for key, spec in QUERY_KEYS.items()
+            if spec.option in str(exc) and f"{key}=" in parts.query and spec.option not in overrides
+        ]
+        if not keys:
+            raise
+        label = "query key" if len(keys) == 1 else "query keys"
+        raise InvalidOptionError(f"{exc} (from {label} {', '.join(keys)})") from None
