@@ -1,0 +1,109 @@
+"""The public API is what ``__all__`` says; changing it is a deliberate act."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import trio_mqtt
+
+EXPECTED = {
+    "CertificateVerificationError",
+    "Client",
+    "ConnectReturnCode",
+    "ConnectTimeout",
+    "ConnectionClosed",
+    "ConnectionLost",
+    "ConnectionRefused",
+    "ConnectionStatistics",
+    "Disconnected",
+    "DisconnectedByBroker",
+    "HttpProxy",
+    "Incoming",
+    "InvalidOptionError",
+    "InvalidTopicError",
+    "KeepAliveTimeout",
+    "LocalProtocolError",
+    "MalformedPacketError",
+    "MessageStream",
+    "MqttConnection",
+    "MqttError",
+    "MqttOptions",
+    "Outgoing",
+    "PacketTooLargeError",
+    "Properties",
+    "ProtocolError",
+    "ProtocolVersion",
+    "ProxyError",
+    "Publish",
+    "PublishDropped",
+    "PublishResult",
+    "QoS",
+    "ReasonCode",
+    "Reconnecting",
+    "ReconnectPolicy",
+    "RemoteProtocolError",
+    "RequestsDone",
+    "RetainHandling",
+    "SessionLost",
+    "SubscribeResult",
+    "Subscription",
+    "SubscriptionRefused",
+    "TcpTransport",
+    "TlsConfigurationError",
+    "TlsError",
+    "TlsTransport",
+    "Tracker",
+    "Transport",
+    "UnixSocketTransport",
+    "UnknownPacketIdError",
+    "UnsubscribeResult",
+    "WebSocketError",
+    "WebSocketRequest",
+    "WebSocketTransport",
+    "Will",
+    "open_mqtt_connection",
+}
+
+
+def test_all_is_the_expected_snapshot() -> None:
+    assert set(trio_mqtt.__all__) == EXPECTED
+    assert len(trio_mqtt.__all__) == len(EXPECTED), "duplicates in __all__"
+
+
+def test_every_public_name_exists_and_is_documented() -> None:
+    for module_name in ("trio_mqtt", "trio_mqtt.sansio", "trio_mqtt.testing"):
+        module = importlib.import_module(module_name)
+        for name in module.__all__:
+            value = getattr(module, name)
+            if callable(value) or isinstance(value, type):
+                assert (value.__doc__ or "").strip(), f"{module_name}.{name} has no docstring"
+
+
+def test_no_builtin_is_shadowed() -> None:
+    import builtins
+
+    for name in trio_mqtt.__all__:
+        assert not hasattr(builtins, name), name
+
+
+def test_package_ships_py_typed() -> None:
+    assert (Path(trio_mqtt.__file__).parent / "py.typed").is_file()
+
+
+def test_built_wheel_contains_py_typed(tmp_path: Path) -> None:
+    root = Path(trio_mqtt.__file__).parent.parent
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(root)],
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("trio_mqtt-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "trio_mqtt/py.typed" in names
+    assert "trio_mqtt/_core/_state.py" in names
+    assert not any(name.startswith("tests/") for name in names)
