@@ -607,3 +607,14 @@ def test_close_unblocks_a_publisher_waiting_for_room() -> None:
     assert isinstance(outcome[0], ConnectionClosed)
     client.close()
     broker.join()
+
+
+def test_tracker_keeps_its_result_after_close(mosquitto: MosquittoBroker) -> None:
+    client, connection = connect(options_for(mosquitto, "s-tracker-kept"))
+    with client:
+        tracker = client.publish_tracked("kept", b"x", qos=QoS.EXACTLY_ONCE)
+        connection.close()  # graceful: the QoS 2 flow completes first
+        assert tracker.done
+        result = tracker.wait()
+        assert result.is_success
+        assert result.packet_id > 0

@@ -244,7 +244,15 @@ class Tracker(Generic[T]):
             TimeoutError: no answer within ``timeout`` seconds (the request stays pending).
             ~trio_mqtt.MqttError: the session ended before the broker answered.
         """
-        result: T = self._loop.run(_wait_tracker, self._tracker, timeout)
+        tracker = self._tracker
+        try:
+            result: T = self._loop.run(_wait_tracker, tracker, timeout)
+        except ConnectionClosed:
+            if not tracker.done:
+                raise
+            # the loop is gone but the outcome is known: a set trio.Event can be read from a
+            # run of its own, which returns the result (or raises the error) at once
+            result = trio.run(tracker.wait)
         return result
 
 
