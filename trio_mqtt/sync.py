@@ -779,7 +779,8 @@ def connect(
     """Connect to a broker and return a client handle and the connection's event stream.
 
     Starts the background thread that runs the connection and blocks until the first
-    connection attempt is over.
+    connection attempt is over (with a :class:`~trio_mqtt.ReconnectPolicy`, until it connected
+    or used up its attempts). Ctrl-C while waiting stops the thread and is re-raised.
 
     Args:
         options: an :class:`~trio_mqtt.MqttOptions`, or a URL for
