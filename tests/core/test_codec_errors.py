@@ -476,3 +476,20 @@ def test_encoded_size_of_every_shape() -> None:
         assert encoded_size(packet, V5) == len(encode(packet, V5))
     assert encoded_size(packets[0], V4) == len(encode(packets[0], V4))
     assert encoded_size(Subscribe(1, (Subscription("a"),)), V4) == 8
+
+
+def test_utf8_rules_that_are_not_errors() -> None:
+    """A BOM stays a character (MQTT-1.5.4-3); "SHOULD NOT" code points are accepted."""
+    for topic in ("\ufeffa", "a\uffffb", "tab\there", "\U0001f600/x"):
+        packet = Publish(topic, b"")
+        assert decode_packet(encode(packet, V5), V5) == packet
+    assert decode_packet(h("30 06 0003 efbbbf 00"), V5) == Publish("\ufeff")
+
+
+def test_string_length_boundary() -> None:
+    """65,535 encoded bytes is the longest string (section 1.5.4)."""
+    longest = "x" * 65_535
+    packet = Publish(longest, b"")
+    assert decode_packet(encode(packet, V4), V4) == packet
+    with pytest.raises(LocalProtocolError):
+        encode(Connect("c", username="é" * 32_768), V4)  # 65,536 bytes in UTF-8
