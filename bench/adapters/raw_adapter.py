@@ -19,8 +19,8 @@ from typing import Any
 from bench.common import TOPIC, Job, LatencyMeter, ThroughputMeter, payload
 
 NAME = "raw-socket"
-NOTE = "the ceiling: pre-encoded frames, one select loop, QoS 1/2 window of 1000"
-WINDOW = 1000
+NOTE = "the ceiling: pre-encoded frames, one select loop, QoS 1/2 window of 300"
+WINDOW = 300
 _TOPIC = TOPIC.encode()
 _PUBLISH, _PUBACK, _PUBREC, _PUBREL, _PUBCOMP = 3, 4, 5, 6, 7
 
