@@ -178,7 +178,7 @@ def client_markdown(
         header = ["client", *(f"QoS {q}" for q in qos_levels)]
         if size >= 1024:
             header += [f"MB/s QoS {q}" for q in qos_levels]
-        header.append("lost / dup")
+        header.append("lost/dup per QoS (worst repeat)")
         rows = []
         for c in clients:
             entries = [summary.get((c, "throughput", q, size)) for q in qos_levels]
