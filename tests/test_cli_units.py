@@ -1,0 +1,258 @@
+"""Pieces of the command line that need no broker, and exits a broker cannot provoke.
+
+Exit code 5 needs a broker that breaks the protocol, so a tiny scripted TCP server answers
+CONNECT with bytes that are not MQTT; Ctrl-C needs a real process to receive SIGINT.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from trio_mqtt import (
+    ConnectionLost,
+    ConnectionRefused,
+    ConnectTimeout,
+    InvalidOptionError,
+    InvalidTopicError,
+    LocalProtocolError,
+    MalformedPacketError,
+    MqttError,
+    Publish,
+    QoS,
+    RemoteProtocolError,
+    SubscribeResult,
+    SubscriptionRefused,
+    TlsConfigurationError,
+)
+from trio_mqtt.__main__ import main
+from trio_mqtt._cli import ExitCode, build_parser
+from trio_mqtt._cli._bench import percentile
+from trio_mqtt._cli._connect import options_from_args
+from trio_mqtt._cli._exit import classify
+from trio_mqtt._cli._output import Console, ProgressBar, message_record
+from trio_mqtt.sansio import Properties
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (InvalidOptionError("bad"), ExitCode.USAGE),
+        (InvalidTopicError("bad topic"), ExitCode.USAGE),
+        (TlsConfigurationError("CA file 'x' not found"), ExitCode.USAGE),
+        (ConnectionRefused(5), ExitCode.REFUSED),
+        (ConnectionRefused(0x86, "go away"), ExitCode.REFUSED),
+        (ConnectionLost("gone"), ExitCode.UNREACHABLE),
+        (ConnectTimeout("slow"), ExitCode.UNREACHABLE),
+        (trio.TooSlowError(), ExitCode.UNREACHABLE),
+        (RemoteProtocolError("nonsense"), ExitCode.PROTOCOL),
+        (MalformedPacketError("bad", field="x", offset=1), ExitCode.PROTOCOL),
+        (LocalProtocolError("too big"), ExitCode.PROTOCOL),
+        (SubscriptionRefused(SubscribeResult(1, (0x80,))), ExitCode.REJECTED),
+        (MqttError("other"), ExitCode.REJECTED),
+        (KeyboardInterrupt(), ExitCode.INTERRUPTED),
+    ],
+)
+def test_classify_maps_errors_to_exit_codes(error: BaseException, code: ExitCode) -> None:
+    classified = classify(error)
+    assert classified is not None
+    assert classified[0] == code
+    assert "\n" not in classified[1]
+
+
+def test_classify_looks_inside_exception_groups() -> None:
+    group = BaseExceptionGroup("x", [trio.Cancelled._create(), ConnectionRefused(4)])
+    nested = BaseExceptionGroup("outer", [group])
+    classified = classify(nested)
+    assert classified is not None
+    assert classified[0] == ExitCode.REFUSED
+    assert "bad user name or password" in classified[1]
+    assert classify(ValueError("a bug")) is None
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 0.5) == 50.0
+    assert percentile(values, 0.9) == 90.0
+    assert percentile(values, 0.99) == 99.0
+    assert percentile(values, 1.0) == 100.0
+    assert percentile([3.0], 0.99) == 3.0
+    assert percentile([], 0.5) != percentile([], 0.5)  # nan
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_redraws_in_place_on_a_terminal() -> None:
+    stderr = FakeTerminal()
+    bar = ProgressBar(Console(io.StringIO(), stderr), 200)
+    assert bar.is_tty
+    bar.update(50, 0.5)
+    bar.update(200, 1.0)
+    bar.finish()
+    text = stderr.getvalue()
+    assert text.count("\r[") == 2
+    assert "25%" in text
+    assert "100%" in text
+    assert "200 msg/s" in text
+    assert text.endswith("\n")
+    assert text.count("\n") == 1
+
+
+def test_progress_bar_writes_plain_lines_elsewhere() -> None:
+    stderr = io.StringIO()
+    bar = ProgressBar(Console(io.StringIO(), stderr), 100, plain_interval=1.0)
+    assert not bar.is_tty
+    for tenth in range(1, 21):
+        bar.update(tenth * 5, tenth / 10)
+    bar.finish()
+    lines = stderr.getvalue().splitlines()
+    assert 2 <= len(lines) <= 3  # at most one line per second of a two-second run
+    assert all(line.startswith("progress: ") for line in lines)
+    assert "\r" not in stderr.getvalue()
+
+
+def test_bench_draws_a_bar_when_stderr_is_a_terminal(
+    mosquitto, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    terminal = FakeTerminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    argv = ["bench", "-h", mosquitto.host, "-p", str(mosquitto.port), "--count", "200"]
+    assert main(argv) == 0
+    assert "\r[" in terminal.getvalue()
+    assert "progress:" not in terminal.getvalue()
+    assert "msg/s" in capsys.readouterr().out
+
+
+def test_message_record_without_properties() -> None:
+    record = message_record(Publish("a/b", b"\xff", QoS.EXACTLY_ONCE, False, False, 7))
+    assert record == {
+        "topic": "a/b",
+        "payload": "/w==",
+        "encoding": "base64",
+        "qos": 2,
+        "retain": False,
+        "properties": {},
+    }
+    props = Properties(correlation_data=b"\x01", message_expiry_interval=5)
+    record = message_record(Publish("a", b"x", properties=props))
+    assert record["properties"] == {"correlation_data": "AQ==", "message_expiry_interval": 5}
+
+
+def parse(*argv: str):
+    return build_parser().parse_args(list(argv))
+
+
+def test_connection_flags_become_options() -> None:
+    args = parse(
+        "sub", "-t", "x", "-h", "broker", "-p", "1999", "-u", "u", "-P", "p", "-i", "me",
+        "-k", "7", "-V", "5", "--will-topic", "w", "--will-payload", "bye", "--will-qos", "1",
+        "--will-retain",
+    )  # fmt: skip
+    options = options_from_args(args, "sub")
+    assert (options.host, options.port, options.client_id) == ("broker", 1999, "me")
+    assert (options.username, options.password, options.keep_alive) == ("u", b"p", 7)
+    assert options.protocol_version == 5
+    assert options.will is not None
+    assert (options.will.topic, options.will.payload, options.will.qos) == ("w", b"bye", 1)
+    assert options.will.retain
+
+
+def test_url_options_and_overrides() -> None:
+    args = parse("pub", "-t", "x", "-n", "--url", "mqtts://a:b@host/?keep_alive_secs=9")
+    options = options_from_args(args, "pub")
+    assert (options.host, options.port, options.username, options.keep_alive) == (
+        "host",
+        8883,
+        "a",
+        9,
+    )
+    assert options.client_id.startswith("trio-mqtt-pub-")
+    args = parse("pub", "-t", "x", "-n", "--url", "mqtt://h/?client_id=given", "-k", "3")
+    options = options_from_args(args, "pub")
+    assert (options.client_id, options.keep_alive) == ("given", 3)
+    args = parse("pub", "-t", "x", "-n", "--url", "wss://h/mqtt", "--cafile", "ca.pem")
+    options = options_from_args(args, "pub")
+    tls = getattr(options.transport, "tls", None)
+    assert tls is not None
+    assert tls.ca_file == "ca.pem"
+    args = parse("pub", "-t", "x", "-n", "--cafile", "ca.pem", "--insecure")
+    options = options_from_args(args, "pub")
+    assert options.port == 8883
+    assert getattr(options.transport, "dangerously_skip_hostname_check", False)
+
+
+# ------------------------------------------------------------------ exit 5 and Ctrl-C
+
+
+@pytest.fixture
+def garbage_server() -> Iterator[int]:
+    """A TCP server on a free port that answers every CONNECT with a reserved packet type."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+    port: int = listener.getsockname()[1]
+
+    def serve() -> None:
+        try:
+            connection, _ = listener.accept()
+        except OSError:
+            return
+        with connection:
+            connection.settimeout(10)
+            try:
+                connection.recv(1024)
+                connection.sendall(b"\x00\x00\x00\x00")  # packet type 0 is reserved
+                connection.recv(1024)  # wait until the client hangs up
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield port
+    finally:
+        listener.close()
+        thread.join(15)
+
+
+def test_protocol_error_exits_5(garbage_server: int, capsys) -> None:
+    argv = ["pub", "-h", "127.0.0.1", "-p", str(garbage_server), "-t", "x", "-m", "x"]
+    assert main(argv) == 5
+    err = capsys.readouterr().err
+    assert err.startswith("trio-mqtt: error:")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_ctrl_c_exits_130_without_traceback(mosquitto) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    argv = [sys.executable, "-m", "trio_mqtt", "sub", "-h", mosquitto.host]
+    argv += ["-p", str(mosquitto.port), "-t", "quiet", "-d"]
+    with subprocess.Popen(argv, stderr=subprocess.PIPE, env=env, cwd=REPO) as process:
+        try:
+            assert process.stderr is not None
+            for line in process.stderr:
+                if line.startswith(b"subscribed to"):
+                    break
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=20)
+        finally:
+            process.kill()
+    assert process.returncode == 130
+    assert b"Traceback" not in err
