@@ -49,6 +49,7 @@ EXPECTED = {
     "RequestsDone",
     "RetainHandling",
     "SessionLost",
+    "StreamLayer",
     "SubscribeResult",
     "Subscription",
     "SubscriptionRefused",

@@ -75,6 +75,7 @@ from ._requests import (
     UnsubscribeRequest,
     UnsubscribeResult,
 )
+from ._transports import translate_stream_error
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
@@ -93,11 +94,16 @@ FATAL_FLUSH_TIMEOUT = 1.0
 
 @contextmanager
 def _translate_io_errors(what: str) -> Any:
-    """The one seam where trio, OS and TLS errors become trio-mqtt errors."""
+    """The one seam where trio, OS and TLS errors of an open stream become trio-mqtt errors.
+
+    The result is a :class:`~trio_mqtt.TransportError` (a :class:`~trio_mqtt.ConnectionLost`),
+    as specific as the cause allows: a TLS 1.3 broker refusing our certificate says so only on
+    the first read, and that becomes a :class:`~trio_mqtt.TlsError`.
+    """
     try:
         yield
     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-        raise ConnectionLost(f"{what}: {exc or type(exc).__name__}") from exc
+        raise translate_stream_error(exc, what) from exc
 
 
 class EventLoop:
