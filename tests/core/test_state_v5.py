@@ -472,3 +472,21 @@ def test_alias_skipped_when_it_would_not_fit_the_size_limit() -> None:
     client.publish("abc", b"z", QoS.AT_MOST_ONCE, now=0.0)
     wire = [(p.topic, p.properties.topic_alias) for p in broker.pump()]  # type: ignore[union-attr]
     assert wire == [("abc", None), ("abc", 1), ("", 1)]
+
+
+def test_replay_respects_a_receive_maximum_that_shrank() -> None:
+    broker = connected_v5(Properties(receive_maximum=4), clean_start=False, inflight=10)
+    client = broker.client
+    for i in range(5):
+        client.publish("t", bytes([i]), QoS.AT_LEAST_ONCE, now=0.0)
+    assert len(broker.pump()) == 4  # the fifth waits for the window
+    broker.drop()
+    broker.connect(session_present=True, properties=Properties(receive_maximum=2))
+    replayed = broker.pump()
+    assert [(p.packet_id, p.dup) for p in replayed] == [(1, True), (2, True)]  # type: ignore[union-attr]
+    assert client.inflight_count == 4
+    broker.send(PubAck(2))
+    (third,) = broker.pump()
+    assert (third.packet_id, third.dup) == (3, True)  # type: ignore[union-attr]
+    broker.send(PubAck(1), PubAck(3))
+    assert [(p.packet_id, p.dup) for p in broker.pump()] == [(4, True), (5, False)]  # type: ignore[union-attr]

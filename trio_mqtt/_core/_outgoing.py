@@ -194,8 +194,38 @@ class _OutgoingMixin(_SessionBase):
         aliases.move_to_end(topic)
         return wire, data
 
+    def _forget_deferred(self, flow: Flow) -> None:
+        """The broker answered a held-back replay before we re-sent it: do not send it."""
+        if flow in self._deferred:
+            self._deferred.remove(flow)
+
+    def _resend_publish(self, flow: Flow) -> None:
+        """Send an unacknowledged PUBLISH again: same id, DUP=1 (MQTT-3.3.1-1), full topic."""
+        packet = flow.packet
+        assert isinstance(packet, Publish)
+        if not packet.dup:
+            packet = replace(packet, dup=True)
+            flow.packet = packet
+        stats = self.statistics
+        stats.retransmissions += 1
+        stats.publishes_sent += 1
+        self._send(packet)
+
     def _drain(self) -> None:
         """Send waiting publishes while the window (and the connection) allows, in order."""
+        deferred = self._deferred
+        while (
+            deferred
+            and self.state is ConnectionState.CONNECTED
+            and self._inflight - len(deferred) < self.window
+        ):
+            flow = deferred.popleft()
+            # Skip a flow the broker answered meanwhile (never resend PUBLISH after PUBREL).
+            if self._flows.get(flow.packet.packet_id) is flow and flow.kind in (
+                AWAIT_PUBACK,
+                AWAIT_PUBREC,
+            ):
+                self._resend_publish(flow)
         waiting = self._waiting
         while waiting and self.state is ConnectionState.CONNECTED:
             packet, tag, data = waiting[0]
@@ -331,11 +361,13 @@ class _OutgoingMixin(_SessionBase):
         flow = self._flows.get(pid)
         if flow is None or flow.kind != AWAIT_PUBACK:
             self._unexpected_ack(packet, flow)
+        if self._deferred:
+            self._forget_deferred(flow)
         del self._flows[pid]
         self._inflight -= 1
         if flow.tag is not None:
             self._events.append(PublishDone(flow.tag, pid, packet.reason_code, packet.properties))
-        if self._waiting:
+        if self._waiting or self._deferred:
             self._drain()
 
     def _on_pubrec(self, packet: PubRec) -> None:
@@ -344,6 +376,8 @@ class _OutgoingMixin(_SessionBase):
         flow = self._flows.get(pid)
         if flow is None or (flow.kind != AWAIT_PUBREC and flow.kind != AWAIT_PUBCOMP):
             self._unexpected_ack(packet, flow)
+        if self._deferred:
+            self._forget_deferred(flow)
         if packet.reason_code >= 0x80:
             # A failing PUBREC ends the flow without PUBREL (MQTT-4.3.3).
             del self._flows[pid]
@@ -352,7 +386,7 @@ class _OutgoingMixin(_SessionBase):
                 self._events.append(
                     PublishDone(flow.tag, pid, packet.reason_code, packet.properties)
                 )
-            if self._waiting:
+            if self._waiting or self._deferred:
                 self._drain()
             return
         flow.kind = AWAIT_PUBCOMP
@@ -364,11 +398,13 @@ class _OutgoingMixin(_SessionBase):
         flow = self._flows.get(pid)
         if flow is None or flow.kind != AWAIT_PUBCOMP:
             self._unexpected_ack(packet, flow)
+        if self._deferred:
+            self._forget_deferred(flow)
         del self._flows[pid]
         self._inflight -= 1
         if flow.tag is not None:
             self._events.append(PublishDone(flow.tag, pid, packet.reason_code, packet.properties))
-        if self._waiting:
+        if self._waiting or self._deferred:
             self._drain()
 
     def _unexpected_ack(self, packet: Packet, flow: Flow | None) -> NoReturn:

@@ -133,6 +133,8 @@ class _SessionBase:
         # bytes after the packet id of a PUBLISH without properties, payload excluded
         self._id_tail = 2 + (1 if self._v5 else 0)
         self._last_id = 0
+        # replayed PUBLISH flows held back by a Receive Maximum that shrank across a reconnect
+        self._deferred: deque[Flow] = deque()
         self._subscriptions: dict[str, tuple[Subscription, Properties]] = {}
         # Incoming session state.
         self._incoming: dict[int, int] = {}

@@ -146,6 +146,7 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
         self._reauth_pending = False
         self._ping_outstanding = False
         self._reader_paused = False
+        self._deferred.clear()
         self._send(self._build_connect())
 
     def _build_connect(self) -> Connect:
@@ -184,6 +185,7 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
         self._out = []
         self._ping_outstanding = False
         self._reauth_pending = False
+        self._deferred.clear()
         self.state = ConnectionState.DISCONNECTED
 
     def disconnect(
@@ -307,19 +309,21 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
 
     def _replay(self) -> None:
         # MQTT-4.4.0-1: resend unacknowledged PUBLISH (DUP=1, MQTT-3.3.1-1) and PUBREL with
-        # their original packet ids, in their original order.
+        # their original packet ids, in their original order (MQTT-4.6.0-1). If the broker's
+        # Receive Maximum shrank since they were sent, the PUBLISH packets beyond the new
+        # window wait in ``_deferred`` and go out, still before any new publish, as acks
+        # free the window (MQTT-3.3.4-7).
         stats = self.statistics
+        deferred = self._deferred
+        resent = 0
         for pid, flow in self._flows.items():
             kind = flow.kind
             if kind in (AWAIT_PUBACK, AWAIT_PUBREC):
-                packet = flow.packet
-                assert isinstance(packet, Publish)
-                if not packet.dup:
-                    packet = replace(packet, dup=True)
-                    flow.packet = packet
-                stats.retransmissions += 1
-                stats.publishes_sent += 1
-                self._send(packet)
+                if resent >= self.window:
+                    deferred.append(flow)
+                else:
+                    resent += 1
+                    self._resend_publish(flow)
             elif kind == AWAIT_PUBCOMP:
                 stats.retransmissions += 1
                 self._send(PubRel(pid))
