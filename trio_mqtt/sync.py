@@ -732,7 +732,7 @@ async def _fetch(loop: _Loop, out: deque[object], wait: bool, seconds: float | N
     try:
         if out:
             return  # another reader fetched while this one waited for the lock
-        if not _buffered(connection):
+        if not _take_nowait(connection, out):
             if not wait:
                 return
             with trio.move_on_at(deadline):
@@ -740,9 +740,8 @@ async def _fetch(loop: _Loop, out: deque[object], wait: bool, seconds: float | N
             if not out:
                 raise TimeoutError(f"no event within {seconds:g} s")
         for _ in range(PREFETCH):
-            if (out and isinstance(out[-1], _Raise)) or not _buffered(connection):
+            if isinstance(out[-1], _Raise) or not _take_nowait(connection, out):
                 break
-            await _take(connection, out)
     finally:
         lock.release()
 
@@ -755,19 +754,18 @@ async def _take(connection: MqttConnection, out: deque[object]) -> None:
         out.append(_Raise(exc))
 
 
-def _buffered(connection: MqttConnection) -> bool:
-    """True when ``connection.poll()`` will return (or raise) without waiting.
+def _take_nowait(connection: MqttConnection, out: deque[object]) -> bool:
+    """Move a buffered event (or error) to ``out``; False when nothing is buffered.
 
-    Also starts the reconnect that the next ``poll()`` would start after a connection error.
-    ``MqttConnection`` has no ``poll_nowait()`` yet, so this looks at its event buffer; the
-    caller holds the read lock, so nobody else can take a buffered event before it does.
+    Like ``poll()``, this also starts the reconnect that follows a reported connection error.
     """
-    if connection._reconnect_on_next_poll:
-        connection._reconnect_on_next_poll = False
-        connection.reconnect()
-    events = connection._events
-    events.consuming = True
-    return bool(events.items) or events.end is not None
+    try:
+        out.append(connection.poll_nowait())
+    except trio.WouldBlock:
+        return False
+    except MqttError as exc:
+        out.append(_Raise(exc))
+    return True
 
 
 def connect(
