@@ -1,6 +1,6 @@
-"""Bugs found in the async core while building ``trio_mqtt.sync`` (reported to the lead).
+"""Regression tests for bugs in the async core found while building ``trio_mqtt.sync``.
 
-Each test here fails until the bug it names is fixed in a file the sync API does not own.
+The sync API lets several threads read one connection, which is how these showed up.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from trio_mqtt.testing import MosquittoBroker
 async def test_two_tasks_polling_at_once_share_events_without_crashing(
     mosquitto: MosquittoBroker,
 ) -> None:
-    # _dispatch._Buffer._get checks ``self.items`` and then checkpoints before ``popleft()``:
-    # two tasks woken by the same event both pass the check, and the second pops an empty
-    # deque (IndexError) instead of waiting for the next event.
+    # _dispatch._Buffer._get used to check ``self.items`` and then checkpoint before
+    # ``popleft()``: two tasks woken by the same event both passed the check, and the second
+    # popped an empty deque (IndexError) instead of waiting for the next event.
     received: list[object] = []
     with trio.fail_after(10):
         options = MqttOptions("two-pollers", mosquitto.host, mosquitto.port)
