@@ -411,13 +411,15 @@ class Client:
             ~trio_mqtt.SubscriptionRefused: the broker answered with a failure code.
             ~trio_mqtt.InvalidTopicError: the filter is not valid.
         """
-        subscription = Subscription(
-            topic_filter, _client._qos(qos), no_local, retain_as_published, retain_handling
+        return self._loop.run(
+            self._handle.subscribe,
+            topic_filter,
+            qos,
+            no_local=no_local,
+            retain_as_published=retain_as_published,
+            retain_handling=retain_handling,
+            properties=properties,
         )
-        result = self.subscribe_many([subscription], properties=properties)
-        if not result.is_success:
-            raise _client.SubscriptionRefused(result)
-        return result
 
     def subscribe_nowait(
         self,
