@@ -269,8 +269,8 @@ class Client:
     method waits for the broker's answer, until it came). The ``*_nowait`` twins never block:
     they raise :class:`trio.WouldBlock` when the request queue is full. Use :meth:`clone` to
     give each thread its own handle (sharing one is also safe); when every handle is closed
-    (or garbage collected) the connection ends with :class:`~trio_mqtt.RequestsDone` and iterating the
-    :class:`Connection` stops. ``with client:`` closes the handle on exit.
+    (or garbage collected) the connection ends with :class:`~trio_mqtt.RequestsDone` and
+    iterating the :class:`Connection` stops. ``with client:`` closes the handle on exit.
 
     Calls made after the connection has ended raise :class:`~trio_mqtt.ConnectionClosed`;
     calls on a closed handle raise :class:`trio.ClosedResourceError`.
