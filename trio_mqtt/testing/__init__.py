@@ -16,3 +16,4 @@ from ._broker import (
 )
 
 __all__ = ["INSTALL_HINT", "MosquittoBroker", "MosquittoError", "find_mosquitto"]
+from ._faults import FaultProxy as FaultProxy, open_fault_proxy as open_fault_proxy
