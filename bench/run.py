@@ -31,7 +31,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import report  # noqa: E402
-from bench.adapters import ADAPTERS, PEERS  # noqa: E402
+from bench.adapters import ADAPTERS, EXTRAS, PEERS  # noqa: E402
 from bench.worker import MARKER  # noqa: E402
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -169,7 +169,8 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
     for name in ("count", "big_count", "repeats", "latency_samples", "latency_budget"):
         if getattr(args, name) is not None:
             preset[name] = getattr(args, name)
-    preset["clients"] = args.clients.split(",") if args.clients else list(ADAPTERS)
+    default = [c for c in ADAPTERS if c not in EXTRAS]
+    preset["clients"] = args.clients.split(",") if args.clients else default
     unknown = [c for c in preset["clients"] if c not in ADAPTERS]
     if unknown:
         raise SystemExit(f"unknown clients: {', '.join(unknown)}")

@@ -27,7 +27,11 @@ ADAPTERS: dict[str, str] = {
     "mqttium": "bench.adapters.mqttium_adapter",
     "zmqtt": "bench.adapters.zmqtt_adapter",
     "moat-lib-mqtt": "bench.adapters.moat_adapter",
+    "trio-mqtt-v5": "bench.adapters.trio_mqtt_adapter",
 }
 
+#: Measured only when named with ``--clients`` (not part of the default run).
+EXTRAS: tuple[str, ...] = ("trio-mqtt-v5",)
+
 #: Clients that are neither the raw-socket ceiling nor trio-mqtt itself.
-PEERS: tuple[str, ...] = tuple(n for n in ADAPTERS if n not in ("raw-socket", "trio-mqtt"))
+PEERS: tuple[str, ...] = tuple(n for n in ADAPTERS if n not in ("raw-socket", "trio-mqtt", *EXTRAS))

@@ -1,5 +1,8 @@
 """trio-mqtt itself, through its public API (``open_mqtt_connection``).
 
+Client ``trio-mqtt`` speaks MQTT 3.1.1 like most peers; ``trio-mqtt-v5`` (only with
+``--clients``) speaks MQTT 5, for comparison with moat-lib-mqtt.
+
 ``client.publish()`` returns once the request is queued to the connection's event loop, so
 QoS 1/2 publishes are pipelined within the library's inflight window.
 """
@@ -21,7 +24,7 @@ from bench.common import (
 )
 
 NAME = "trio-mqtt"
-NOTE = "MQTT 3.1.1; publish() returns when queued; default window of 100"
+NOTE = "publish() returns when queued; default window of 100; -v5: MQTT 5"
 
 
 def _api() -> Any:
@@ -42,7 +45,10 @@ def version() -> str:
 
 def _options(job: Job, suffix: str) -> Any:
     api = _api()
-    return api.MqttOptions(f"{job.client_id}-{suffix}", job.host, job.port, keep_alive=60)
+    version = api.ProtocolVersion.V5 if job.client.endswith("-v5") else api.ProtocolVersion.V311
+    return api.MqttOptions(
+        f"{job.client_id}-{suffix}", job.host, job.port, keep_alive=60, protocol_version=version
+    )
 
 
 async def _throughput(job: Job) -> dict[str, Any]:
