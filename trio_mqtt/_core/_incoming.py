@@ -122,6 +122,16 @@ class _IncomingMixin(_SessionBase):
     ) -> None:
         """Acknowledge an incoming QoS 1 (PUBACK) or QoS 2 (PUBREC) publish in manual-ack mode.
 
+        While disconnected the ack cannot be sent: a QoS 2 message is then answered when the
+        broker re-sends it, a QoS 1 message is delivered again. Acks go out in the order of
+        the calls, which MQTT 3.1.1 (MQTT-4.6.0-2) wants to match the order of arrival.
+
+        Args:
+            packet_id: the broker's packet id of the delivered publish.
+            reason_code: MQTT 5 reason code (0x80 and above refuse the message).
+            properties: MQTT 5 properties of the ack.
+            now: the current time.
+
         Raises:
             UnknownPacketIdError: no delivered publish awaits an ack under ``packet_id``.
             LocalProtocolError: a failing reason code or properties with MQTT 3.1.1.

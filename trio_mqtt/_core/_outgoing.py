@@ -69,6 +69,20 @@ class _OutgoingMixin(_SessionBase):
     ) -> None:
         """Admit a publish: send it now if possible, otherwise queue it (FIFO).
 
+        A publish waits when not connected, when the window is full (QoS 1/2) or when earlier
+        publishes wait (any QoS, to keep the order). It is encoded, and so fully validated,
+        here.
+
+        Args:
+            topic: the topic name (no wildcards).
+            payload: the message (``bytearray`` and ``memoryview`` are copied to bytes).
+            qos: 0, 1 or 2.
+            retain: the RETAIN flag.
+            properties: MQTT 5 properties (ignored for MQTT 3.1.1).
+            tag: anything; when not None, a :class:`PublishDone` (or :class:`PublishDropped`)
+                event carries it back once the publish completes.
+            now: the current time.
+
         Raises:
             InvalidTopicError: ``topic`` is not a valid topic name.
             PacketTooLargeError: the packet exceeds the maximum packet size (checked before a
@@ -289,6 +303,16 @@ class _OutgoingMixin(_SessionBase):
     ) -> None:
         """Send SUBSCRIBE (now if connected, otherwise after the next CONNACK).
 
+        Filters the broker grants are remembered for ``restore_subscriptions``.
+
+        Args:
+            subscriptions: the filters and their options (MQTT 5 options are dropped for
+                MQTT 3.1.1).
+            properties: MQTT 5 properties (subscription identifier, user properties).
+            tag: when not None, a :class:`SubscribeDone` event carries it back with the
+                broker's reason codes.
+            now: the current time.
+
         Raises:
             InvalidTopicError: a filter is invalid.
             LocalProtocolError: no filters (section 3.8.3), bad QoS, No Local on a shared
@@ -323,6 +347,12 @@ class _OutgoingMixin(_SessionBase):
         """Send UNSUBSCRIBE (now if connected, otherwise after the next CONNACK).
 
         The filters are forgotten at once for ``restore_subscriptions``.
+
+        Args:
+            topic_filters: the filters to remove (a single string is accepted too).
+            properties: MQTT 5 properties.
+            tag: when not None, an :class:`UnsubscribeDone` event carries it back.
+            now: the current time.
 
         Raises:
             InvalidTopicError: a filter is invalid.
