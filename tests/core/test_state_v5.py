@@ -66,6 +66,10 @@ def test_connect_advertises_our_limits() -> None:
     assert connect.properties.maximum_packet_size == 4096
     assert connect.properties.topic_alias_maximum == 8
     assert connect.properties.session_expiry_interval == 60
+    assert broker.client.session_expiry_interval == 60
+    broker.drop()
+    broker.connect(properties=Properties(session_expiry_interval=30))
+    assert broker.client.session_expiry_interval == 30
 
 
 def test_connack_failure_raises_connection_refused() -> None:

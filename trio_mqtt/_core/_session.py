@@ -158,6 +158,14 @@ class _SessionBase:
         self._valid_topics: set[str] = set()
 
     @property
+    def session_expiry_interval(self) -> int:
+        """Seconds the broker keeps the session after a disconnection (MQTT 5).
+
+        The value sent in CONNECT, replaced by the broker's when its CONNACK carries one.
+        """
+        return self._session_expiry
+
+    @property
     def inflight_count(self) -> int:
         """Outgoing QoS 1/2 publishes holding a window slot."""
         return self._inflight
