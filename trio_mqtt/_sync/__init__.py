@@ -1,0 +1,1 @@
+"""The synchronous API; the public names are re-exported by :mod:`trio_mqtt.sync`."""
