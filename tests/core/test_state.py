@@ -6,7 +6,10 @@ ping handling and replay order after a reconnect.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
+from hypothesis import given, settings, strategies as st
 from sansio_broker import SansioBroker, make_client
 
 from trio_mqtt._core._errors import (
@@ -527,3 +530,34 @@ def test_waiting_publishes_go_out_byte_exact(version: int) -> None:
             broker.version,
         )
         assert data == expected
+
+
+@settings(max_examples=50, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=30))
+def test_any_chunking_of_received_bytes_gives_the_same_events(cuts: list[int]) -> None:
+    from trio_mqtt._core._codec import encode
+
+    stream = b"".join(
+        encode(p, 4)  # type: ignore[arg-type]
+        for p in [
+            ConnAck(),
+            Publish("a/b", b"zero"),
+            Publish("a/c", b"one" * 20, QoS.AT_LEAST_ONCE, packet_id=7),
+            Publish("a/d", b"two", QoS.EXACTLY_ONCE, packet_id=8),
+            PubRel(8),
+            PingResp(),
+        ]
+    )
+
+    def run(chunks: list[bytes]) -> tuple[list[object], bytes]:
+        client = make_client()
+        client.connect(0.0)
+        client.data_to_send()
+        client.take_events()
+        for chunk in chunks:
+            client.receive_data(chunk, 0.0)
+        return list(client.take_events()), client.data_to_send()
+
+    bounds = sorted({c % (len(stream) + 1) for c in cuts} | {0, len(stream)})
+    chunks = [stream[a:b] for a, b in itertools.pairwise(bounds)]
+    assert run(chunks) == run([stream])
