@@ -8,7 +8,7 @@ from functools import partial
 import pytest
 import trio
 
-from trio_mqtt.testing._faults import FaultProxy, open_fault_proxy
+from trio_mqtt.testing import FaultProxy, open_fault_proxy
 
 
 async def _echo(stream: trio.SocketStream) -> None:

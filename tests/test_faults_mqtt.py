@@ -16,8 +16,7 @@ from trio_mqtt import (
     SessionLost,
     open_mqtt_connection,
 )
-from trio_mqtt.testing import MosquittoBroker
-from trio_mqtt.testing._faults import open_fault_proxy
+from trio_mqtt.testing import MosquittoBroker, open_fault_proxy
 
 FAST_RECONNECT = ReconnectPolicy(initial_delay=0.05, max_delay=0.2)
 
