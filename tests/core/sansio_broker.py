@@ -8,7 +8,6 @@ Time is a plain attribute the test advances.
 from __future__ import annotations
 
 from trio_mqtt._core._codec import PacketDecoder, encode
-
 from trio_mqtt._core._config import SessionConfig
 from trio_mqtt._core._events import Event, Outgoing
 from trio_mqtt._core._packets import (
