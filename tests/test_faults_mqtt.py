@@ -113,16 +113,18 @@ async def _lose_session(
                 proxy.restore()
                 while not any(isinstance(e, SessionLost) for e in events):
                     events.append(await conn.poll())
-                for tracker in trackers:
-                    try:
-                        outcomes.append(await tracker.wait())
-                    except Exception as exc:
-                        outcomes.append(exc)
+                with trio.move_on_after(5):  # a publish silently dropped would hang here
+                    for tracker in trackers:
+                        try:
+                            outcomes.append(await tracker.wait())
+                        except Exception as exc:
+                            outcomes.append(exc)
                 if resend:
-                    async for message in sub.messages():
-                        got.append(message.payload)
-                        if len(got) == 10:
-                            break
+                    with trio.move_on_after(5):
+                        async for message in sub.messages():
+                            got.append(message.payload)
+                            if len(got) == 10:
+                                break
     return events, got, outcomes
 
 
@@ -132,6 +134,7 @@ async def test_session_lost_resends_unacknowledged_publishes(mosquitto: Mosquitt
     lost = [e for e in events if isinstance(e, SessionLost)]
     assert lost == [SessionLost(resent=10, dropped=0, completed=0, resubscribed=0)]
     assert sorted(got) == sorted(str(n).encode() for n in range(10))
+    assert len(outcomes) == 10
     assert all(getattr(result, "is_success", False) for result in outcomes)
 
 
@@ -143,4 +146,5 @@ async def test_session_lost_reports_dropped_publishes(mosquitto: MosquittoBroker
     assert [e for e in events if isinstance(e, SessionLost)] == [
         SessionLost(resent=0, dropped=10, completed=0, resubscribed=0)
     ]
+    assert len(outcomes) == 10
     assert all(isinstance(result, Exception) for result in outcomes)  # never silent

@@ -11,9 +11,54 @@ from hostile_peer import Outcome, run_against, send_raw  # tests/ is on sys.path
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from trio_mqtt import MqttError, ProtocolVersion, RemoteProtocolError
-from trio_mqtt.sansio import Disconnect
+from trio_mqtt.sansio import (
+    ConnAck,
+    Disconnect,
+    PingResp,
+    PubAck,
+    PubComp,
+    Publish,
+    PubRec,
+    PubRel,
+    QoS,
+    SubAck,
+    encode,
+)
 
 VERSIONS = st.sampled_from([ProtocolVersion.V311, ProtocolVersion.V5])
+PACKET_IDS = st.integers(1, 5)
+
+
+def _packets(version: ProtocolVersion) -> st.SearchStrategy[bytes]:
+    """Valid packets a broker may send (right or wrong for the moment), encoded."""
+    topics = st.text(alphabet="ab/", min_size=1, max_size=5)
+    publish = st.builds(
+        lambda topic, payload, qos, pid: Publish(
+            topic, payload, QoS(qos), False, False, pid if qos else 0
+        ),
+        topics,
+        st.binary(max_size=20),
+        st.integers(0, 2),
+        PACKET_IDS,
+    )
+    others = st.one_of(
+        st.builds(PubAck, PACKET_IDS),
+        st.builds(PubRec, PACKET_IDS),
+        st.builds(PubRel, PACKET_IDS),
+        st.builds(PubComp, PACKET_IDS),
+        st.builds(lambda pid: SubAck(pid, (0,)), PACKET_IDS),
+        st.just(PingResp()),
+        st.just(ConnAck(False, 0)),
+    )
+    return st.one_of(publish, others).map(lambda packet: encode(packet, version))
+
+
+@st.composite
+def _streams(draw: st.DrawFn) -> tuple[bytes, ProtocolVersion]:
+    """Valid packets and garbage, mixed, so inputs get past the first packet."""
+    version = draw(VERSIONS)
+    chunks = draw(st.lists(st.one_of(_packets(version), st.binary(max_size=8)), max_size=8))
+    return b"".join(chunks), version
 
 
 def _run(data: bytes, version: ProtocolVersion) -> Outcome:
@@ -35,6 +80,18 @@ def _run(data: bytes, version: ProtocolVersion) -> Outcome:
 def test_arbitrary_bytes_after_connack_end_in_a_typed_error(
     data: bytes, version: ProtocolVersion
 ) -> None:
+    _check(data, version)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stream=_streams())
+def test_packets_mixed_with_garbage_end_in_a_typed_error(
+    stream: tuple[bytes, ProtocolVersion],
+) -> None:
+    _check(*stream)
+
+
+def _check(data: bytes, version: ProtocolVersion) -> None:
     outcome = _run(data, version)
     assert isinstance(outcome.error, MqttError), repr(outcome.error)
     assert type(outcome.error).__name__ != "ExceptionGroup"
