@@ -493,3 +493,32 @@ def test_string_length_boundary() -> None:
     assert decode_packet(encode(packet, V4), V4) == packet
     with pytest.raises(LocalProtocolError):
         encode(Connect("c", username="é" * 32_768), V4)  # 65,536 bytes in UTF-8
+
+
+MISTYPED: list[Packet] = [
+    Publish("t", None),  # type: ignore[arg-type]
+    Publish(None),  # type: ignore[arg-type]
+    PubAck(1, None),  # type: ignore[arg-type]
+    Disconnect("x"),  # type: ignore[arg-type]
+    Subscribe(1, (Subscription("a", "x"),)),  # type: ignore[arg-type]
+]
+MISTYPED_V5: list[Packet] = [
+    Disconnect(0, None),  # type: ignore[arg-type]
+    PubAck(1, 0, Properties(user_properties=5)),  # type: ignore[arg-type]
+    Connect("c", V5, properties=b"x"),  # type: ignore[arg-type]
+]
+
+
+@pytest.mark.parametrize(
+    ("packet", "version"),
+    [(p, V4) for p in MISTYPED] + [(p, V5) for p in MISTYPED + MISTYPED_V5],
+)
+def test_mistyped_fields_are_local_protocol_errors(
+    packet: Packet, version: ProtocolVersion
+) -> None:
+    """The model is not type-checked at run time; the encoder still fails cleanly.
+
+    (MQTT 3.1.1 ignores properties, so a mistyped ``properties`` only matters in MQTT 5.)
+    """
+    with pytest.raises(LocalProtocolError):
+        encode(packet, version)

@@ -68,6 +68,8 @@ _FLAGS: dict[int, tuple[int, ...]] = {4: v4.EXPECTED_FLAGS, 5: v5.EXPECTED_FLAGS
 _ENCODERS: dict[int, dict[type, Callable[[Any], bytes]]] = {4: v4.ENCODERS, 5: v5.ENCODERS}
 _TABLES = {level: (_DECODERS[level], _FLAGS[level]) for level in (4, 5)}
 _SIZES: dict[int, dict[type, Callable[[Any], int]]] = {4: v4.SIZES, 5: v5.SIZES}
+#: Exceptions an encoder meets when a field has the wrong type.
+_MISTYPED = (TypeError, AttributeError, ValueError, IndexError, OverflowError, struct.error)
 #: Exceptions a decoder bug could let through; they are reported as malformed packets.
 _UNEXPECTED = (IndexError, struct.error, UnicodeDecodeError, ValueError, TypeError, KeyError)
 
@@ -88,7 +90,8 @@ def encode(packet: Packet, version: ProtocolVersion) -> bytes:
 
     Raises:
         LocalProtocolError: the packet breaks a rule the encoder checks (strings, ranges, packet
-            ids, flags) or uses something ``version`` cannot express.
+            ids, flags), uses something ``version`` cannot express, or has a field of the wrong
+            type.
         InvalidTopicError: a topic name or filter cannot be encoded.
     """
     try:
@@ -96,7 +99,13 @@ def encode(packet: Packet, version: ProtocolVersion) -> bytes:
     except KeyError:
         _check_version(version)
         raise LocalProtocolError(f"not an MQTT packet: {packet!r}") from None
-    return encoder(packet)
+    try:
+        return encoder(packet)
+    except LocalProtocolError:
+        raise
+    except _MISTYPED as exc:
+        # A field of the wrong type (the model is not checked at run time): say so plainly.
+        raise LocalProtocolError(f"cannot encode {packet!r}: {exc}") from exc
 
 
 def encoded_size(packet: Packet, version: ProtocolVersion) -> int:
@@ -110,7 +119,12 @@ def encoded_size(packet: Packet, version: ProtocolVersion) -> int:
         sizer = _SIZES[version][packet.__class__]
     except KeyError:
         return len(encode(packet, version))
-    return sizer(packet)
+    try:
+        return sizer(packet)
+    except LocalProtocolError:
+        raise
+    except _MISTYPED as exc:
+        raise LocalProtocolError(f"cannot encode {packet!r}: {exc}") from exc
 
 
 def _header_length(buf: Buf | bytearray, pos: int, end: int) -> tuple[int, int] | None:
