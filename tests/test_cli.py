@@ -352,3 +352,19 @@ def test_python_m_trio_mqtt_subprocess_round_trip(mosquitto: MosquittoBroker) ->
             process.kill()
     assert process.returncode == 0, err
     assert out == b"proc/a via process\nproc/a via process\n"
+
+
+def test_demo_explains_a_local_port_that_is_not_a_broker(monkeypatch, capsys) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:  # accepts, never answers
+        monkeypatch.setattr(_demo, "LOCAL_PORT", listener.getsockname()[1])
+        assert main(["demo", "--connect-timeout", "0.3"]) == 4
+    err = capsys.readouterr().err
+    assert "--private-broker" in err
+    assert_one_line_error(err)
+
+
+async def test_pub_whole_stdin_as_one_message(mosquitto: MosquittoBroker, monkeypatch) -> None:
+    data = b"line one\nline two\n\x00\xff"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    argv = ["pub", *broker_args(mosquitto), "-t", "whole", "-s", "-q", "1"]
+    assert await collect(mosquitto, "whole", argv, 1) == [data]

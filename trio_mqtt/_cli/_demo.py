@@ -20,12 +20,13 @@ import socket
 import trio
 
 from .._connection import open_mqtt_connection
+from .._core._errors import MqttError
 from .._core._packets import QoS
 from .._options import MqttOptions
 from ..testing._broker import MosquittoBroker, find_mosquitto
 from ._bench import run_benchmark
 from ._connect import describe_broker, options_from_args, positive_int
-from ._exit import CliError, ExitCode
+from ._exit import CliError, ExitCode, classify
 from ._output import Console
 
 __all__ = ["INSTALL_HELP", "add_demo_parser", "run_demo"]
@@ -142,8 +143,20 @@ async def _round_trip(options: MqttOptions, console: Console) -> None:
 async def run_demo(args: argparse.Namespace, console: Console) -> int:
     """Run ``trio-mqtt demo``; returns the exit code."""
     with contextlib.ExitStack() as stack:
+        probed = not _broker_given(args) and not args.private_broker
         options = await _choose_broker(args, console, stack)
-        await _round_trip(options, console)
+        probed = probed and options.port == LOCAL_PORT
+        try:
+            await _round_trip(options, console)
+        except MqttError as exc:
+            classified = classify(exc)
+            if not probed or classified is None:
+                raise
+            raise CliError(
+                classified[0],
+                f"{classified[1]} (the demo used whatever answers on {LOCAL_HOST}:{LOCAL_PORT}; "
+                f"run `trio-mqtt demo --private-broker` to start a broker of its own)",
+            ) from exc
         result = await run_benchmark(
             options, qos=QoS.AT_LEAST_ONCE, count=args.bench_count, size=64, stall_timeout=10.0
         )
