@@ -55,7 +55,7 @@ class ExitCode(enum.IntEnum):
 EXIT_CODES_HELP = """\
 exit codes:
   0    success
-  1    the broker refused a subscription or rejected a published message
+  1    the broker refused a subscription or rejected a message (or another failure)
   2    bad arguments (including unreadable input or TLS files)
   3    the broker refused the connection (the reason is printed, e.g. bad user name or password)
   4    cannot connect, connection lost, or timeout (-W, bench stall)
