@@ -167,6 +167,11 @@ def subscriptions(draw: st.DrawFn, version: ProtocolVersion) -> Subscription:
 
 def packets(version: ProtocolVersion) -> st.SearchStrategy[Packet]:
     """Every packet type valid for ``version``."""
+    return st.one_of(packet_strategies(version))
+
+
+def packet_strategies(version: ProtocolVersion) -> list[st.SearchStrategy[Packet]]:
+    """One strategy per packet type valid for ``version`` (AUTH only in MQTT 5)."""
     v5 = version == V5
 
     def props(ptype: PacketType) -> st.SearchStrategy[Properties]:
@@ -232,7 +237,7 @@ def packets(version: ProtocolVersion) -> st.SearchStrategy[Packet]:
     ]
     if v5:
         strategies.append(st.builds(Auth, codes(PacketType.AUTH), props(PacketType.AUTH)))
-    return st.one_of(strategies)
+    return strategies
 
 
 versions = st.sampled_from([V4, V5])
@@ -266,14 +271,26 @@ def _chunks(data: bytes, cuts: list[int]) -> list[bytes]:
 # ------------------------------------------------------------------------------ properties
 
 
-@SETTINGS
-@given(versioned_packets())
-def test_round_trip(case: tuple[ProtocolVersion, Packet]) -> None:
-    version, packet = case
-    data = encode(packet, version)
-    assert encoded_size(packet, version) == len(data)
-    assert decode_packet(data, version) == packet
-    assert PacketDecoder(version).decode(data) == [packet]
+TYPE_CASES = [
+    (version, index) for version in (V4, V5) for index in range(len(packet_strategies(version)))
+]
+
+
+@pytest.mark.parametrize(
+    ("version", "index"),
+    TYPE_CASES,
+    ids=[f"v{int(v)}-{PacketType(i + 1).name}" for v, i in TYPE_CASES],
+)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_round_trip(version: ProtocolVersion, index: int, data: st.DataObject) -> None:
+    """Every packet type, both versions: decode(encode(p)) == p and the size is exact."""
+    packet = data.draw(packet_strategies(version)[index])
+    assert type(packet).__name__.upper() == PacketType(index + 1).name.replace("_", "")
+    wire = encode(packet, version)
+    assert encoded_size(packet, version) == len(wire)
+    assert decode_packet(wire, version) == packet
+    assert PacketDecoder(version).decode(wire) == [packet]
 
 
 @settings(max_examples=60, deadline=None)
