@@ -278,6 +278,7 @@ def test_bench_small_count_prints_rate_and_percentiles(mosquitto: MosquittoBroke
         assert label in captured.out
     assert "lost 0" in captured.out
     assert "progress:" in captured.err  # stderr is not a terminal: plain progress lines
+    assert captured.err.splitlines()[-1].startswith("progress: 300/300 received (100%)")
     assert "\r" not in captured.err
 
 

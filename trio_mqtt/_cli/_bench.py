@@ -284,7 +284,7 @@ async def run_benchmark(
             await run.publishing_done.wait()
             nursery.cancel_scope.cancel()
         if progress is not None:
-            progress.update(len(run.latencies), trio.current_time() - run.start)
+            progress.update(len(run.latencies), trio.current_time() - run.start, final=True)
             progress.finish()
     ordered = sorted(run.latencies)
     publish_seconds = max(run.publish_end - run.start, 1e-9)

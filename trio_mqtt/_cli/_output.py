@@ -125,8 +125,13 @@ class ProgressBar:
         """Whether the bar is drawn in place (standard error is a terminal)."""
         return self._tty
 
-    def update(self, done: int, elapsed: float, label: str = "received") -> None:
-        """Show ``done`` of the total after ``elapsed`` seconds."""
+    def update(
+        self, done: int, elapsed: float, label: str = "received", *, final: bool = False
+    ) -> None:
+        """Show ``done`` of the total after ``elapsed`` seconds.
+
+        Plain lines are rate-limited, except the ``final`` one, which is always written.
+        """
         rate = done / elapsed if elapsed > 0 else 0.0
         fraction = min(done / self._total, 1.0)
         if self._tty:
@@ -136,7 +141,7 @@ class ProgressBar:
             self._console.stderr.write(text + "\x1b[K")
             self._console.stderr.flush()
             self._drawn = True
-        elif self._last_plain < 0 or elapsed - self._last_plain >= self._plain_interval:
+        elif final or self._last_plain < 0 or elapsed - self._last_plain >= self._plain_interval:
             self._last_plain = elapsed
             self._console.err(
                 f"progress: {done}/{self._total} {label} ({fraction:.0%}) {rate:,.0f} msg/s"
