@@ -256,3 +256,23 @@ def test_ctrl_c_exits_130_without_traceback(mosquitto) -> None:
             process.kill()
     assert process.returncode == 130
     assert b"Traceback" not in err
+
+
+def test_broker_going_away_exits_4(mosquitto) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    argv = [sys.executable, "-m", "trio_mqtt", "sub", "-h", mosquitto.host]
+    argv += ["-p", str(mosquitto.port), "-t", "quiet", "-d"]
+    with subprocess.Popen(argv, stderr=subprocess.PIPE, env=env, cwd=REPO) as process:
+        try:
+            assert process.stderr is not None
+            for line in process.stderr:
+                if line.startswith(b"subscribed to"):
+                    break
+            mosquitto.kill()
+            _, err = process.communicate(timeout=20)
+        finally:
+            process.kill()
+    assert process.returncode == 4
+    last = err.decode().strip().splitlines()[-1]
+    assert last.startswith("trio-mqtt: error:")
+    assert b"Traceback" not in err
