@@ -240,7 +240,8 @@ def test_protocol_error_exits_5(garbage_server: int, capsys) -> None:
     assert len(err.strip().splitlines()) == 1
 
 
-def test_ctrl_c_exits_130_without_traceback(mosquitto) -> None:
+@pytest.mark.parametrize(("signal_number", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signals_exit_cleanly(mosquitto, signal_number: int, code: int) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     argv = [sys.executable, "-m", "trio_mqtt", "sub", "-h", mosquitto.host]
     argv += ["-p", str(mosquitto.port), "-t", "quiet", "-d"]
@@ -250,11 +251,11 @@ def test_ctrl_c_exits_130_without_traceback(mosquitto) -> None:
             for line in process.stderr:
                 if line.startswith(b"subscribed to"):
                     break
-            process.send_signal(signal.SIGINT)
+            process.send_signal(signal_number)
             _, err = process.communicate(timeout=20)
         finally:
             process.kill()
-    assert process.returncode == 130
+    assert process.returncode == code
     assert b"Traceback" not in err
 
 

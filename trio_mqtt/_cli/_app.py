@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -111,6 +113,37 @@ def _library_logging(debug: bool, console: Console) -> Iterator[None]:
         logger.setLevel(old_level)
 
 
+class _Terminated(Exception):
+    """SIGTERM arrived: the command was cancelled and cleaned up."""
+
+
+async def _run_command(handler: Command, args: argparse.Namespace, console: Console) -> int:
+    """Run the command; on SIGTERM cancel it (so brokers and connections are cleaned up).
+
+    Signal handlers can only be installed from the main thread; elsewhere (tests that run
+    ``main`` in a worker thread) the command simply runs.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return await handler(args, console)
+    result: list[int] = []
+    terminated = False
+
+    async def body(scope: trio.CancelScope) -> None:
+        result.append(await handler(args, console))
+        scope.cancel()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(body, nursery.cancel_scope)
+        with trio.open_signal_receiver(signal.SIGTERM) as signals:
+            async for _ in signals:
+                terminated = True
+                nursery.cancel_scope.cancel()
+                break
+    if terminated:
+        raise _Terminated
+    return result[0]
+
+
 def _silence_stdout() -> None:
     """After a broken pipe, point stdout at /dev/null so the final flush cannot fail."""
     try:
@@ -144,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Command = args.handler
     try:
         with _library_logging(debug, console):
-            result: Any = trio.run(handler, args, console)
+            result: Any = trio.run(_run_command, handler, args, console)
         return int(result)
     except BaseException as exc:
         leaf = _leaf(exc)
@@ -153,6 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return ExitCode.OK
         if isinstance(leaf, KeyboardInterrupt):
             return ExitCode.INTERRUPTED
+        if isinstance(leaf, _Terminated):
+            return ExitCode.TERMINATED
         classified = classify(exc)
         if classified is None:
             if isinstance(exc, SystemExit | GeneratorExit):

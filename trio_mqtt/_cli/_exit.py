@@ -50,6 +50,8 @@ class ExitCode(enum.IntEnum):
     PROTOCOL = 5
     #: Interrupted by Ctrl-C (SIGINT).
     INTERRUPTED = 130
+    #: Stopped by SIGTERM (after closing connections and any broker the demo started).
+    TERMINATED = 143
 
 
 EXIT_CODES_HELP = """\
@@ -60,7 +62,8 @@ exit codes:
   3    the broker refused the connection (the reason is printed, e.g. bad user name or password)
   4    cannot connect, connection lost, or timeout (-W, bench stall)
   5    MQTT protocol error
-  130  interrupted (Ctrl-C)"""
+  130  interrupted (Ctrl-C)
+  143  terminated (SIGTERM), after a clean shutdown"""
 
 
 class CliError(Exception):
