@@ -16,11 +16,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import MISSING, field, fields, make_dataclass
 from operator import attrgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
 from ._errors import LocalProtocolError
 from ._packets import NO_PROPERTIES, PacketType, Properties
 from ._primitives import (
+    BYTES1,
     VBI_MAX,
     Buf,
     fail,
@@ -181,7 +182,10 @@ _new_properties = _fast_properties()
 
 _TYPE_NAMES = {WILL: "will", **{int(t): t.name for t in PacketType}}
 
-_READERS = {
+_Reader: TypeAlias = Callable[[Buf, int, int, str], tuple[Any, int]]
+_DecodeRow: TypeAlias = tuple[str, str, int, int, int, int, int, _Reader]
+
+_READERS: dict[int, _Reader] = {
     _B: read_u8,
     _H: read_u16,
     _I: read_u32,
@@ -189,6 +193,24 @@ _READERS = {
     _S: read_str,
     _D: read_binary,
 }
+
+
+#: Per identifier byte, everything the decoder needs as one plain tuple (None = unknown).
+_DECODE_ROWS: list[_DecodeRow | None] = [
+    None
+    if info is None
+    else (
+        info.name,
+        "properties." + info.name,
+        info.wire_type,
+        info.allowed,
+        info.repeatable,
+        info.minimum,
+        info.maximum,
+        _READERS.get(info.wire_type, read_str),
+    )
+    for info in _BY_ID
+]
 
 
 def decode_properties(buf: Buf, pos: int, end: int, ptype: int) -> tuple[Properties, int]:
@@ -216,50 +238,50 @@ def decode_properties(buf: Buf, pos: int, end: int, ptype: int) -> tuple[Propert
         raise fail("properties run past the end of the packet", "property length", pos)
     bit = 1 << ptype
     values: dict[str, Any] = {}
+    lists = False
     while pos < stop:
-        ident = buf[pos]
-        info = _BY_ID[ident]
-        if info is None:
-            raise fail(f"unknown property identifier 0x{ident:02x}", "properties", pos)
-        name = info.name
-        if not info.allowed & bit:
+        row = _DECODE_ROWS[buf[pos]]
+        if row is None:
+            raise fail(f"unknown property identifier 0x{buf[pos]:02x}", "properties", pos)
+        name, field_name, wire, allowed, repeatable, low, high, reader = row
+        if not allowed & bit:
             raise fail(f"property {name} is not allowed in {_TYPE_NAMES[ptype]}", "properties", pos)
         start = pos
-        pos += 1
-        wire = info.wire_type
         value: Any
         if wire == _SP:
-            key, pos = read_str(buf, pos, stop, "properties.user_properties")
-            val, pos = read_str(buf, pos, stop, "properties.user_properties")
+            key, pos = read_str(buf, pos + 1, stop, field_name)
+            val, pos = read_str(buf, pos, stop, field_name)
             value = (key, val)
         else:
-            value, pos = _READERS[wire](buf, pos, stop, "properties." + name)
-            if wire <= _V and not info.minimum <= value <= info.maximum:
+            value, pos = reader(buf, pos + 1, stop, field_name)
+            if wire <= _V and not low <= value <= high:
                 raise fail(
                     f"property {name} has the invalid value {value}",
-                    "properties." + name,
+                    field_name,
                     start,
                     ReasonCode.PROTOCOL_ERROR,
                 )
-        if info.repeatable & bit:
+        if repeatable & bit:
             seen = values.get(name)
             if seen is None:
                 values[name] = [value]
+                lists = True
             else:
                 seen.append(value)
         elif name in values:
             raise fail(
                 f"property {name} appears more than once",
-                "properties." + name,
+                field_name,
                 start,
                 ReasonCode.PROTOCOL_ERROR,
             )
         else:
             # Subscription Identifier is held as a tuple even where it may not repeat.
             values[name] = (value,) if name == "subscription_identifiers" else value
-    for name, value in values.items():
-        if isinstance(value, list):
-            values[name] = tuple(value)
+    if lists:
+        for name, value in values.items():
+            if isinstance(value, list):
+                values[name] = tuple(value)
     return _new_properties(**values), stop
 
 
@@ -338,7 +360,7 @@ def encode_properties(props: Properties, ptype: int) -> bytes:
     for info, value in zip(plan.allowed, plan.get_allowed(props), strict=True):
         if value is None or value == ():
             continue
-        ident = bytes((info.identifier,))
+        ident = BYTES1[info.identifier]
         if info.wire_type == _SP:
             for pair in value:
                 if not (isinstance(pair, tuple) and len(pair) == 2):
