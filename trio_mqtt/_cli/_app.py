@@ -162,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The exit code (see :class:`~trio_mqtt._cli._exit.ExitCode`): 0 success, 1 rejected by
         the broker, 2 bad arguments, 3 connection refused, 4 cannot connect or timeout,
-        5 protocol error, 130 interrupted.
+        5 protocol error, 130 interrupted (SIGINT), 143 terminated (SIGTERM).
     """
     console = Console()
     parser = build_parser()
@@ -194,7 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise
             if debug:
                 traceback.print_exception(exc, file=console.stderr)
-            console.err(f"trio-mqtt: internal error: {leaf!r} (run with -d for details)")
+            hint = "" if debug else "; run with -d for a traceback"
+            console.err(f"trio-mqtt: internal error: {leaf!r} (please report it{hint})")
             return ExitCode.REJECTED
         exit_code, message = classified
         console.err(f"trio-mqtt: error: {message}")

@@ -106,6 +106,9 @@ def add_bench_parser(parser: argparse.ArgumentParser) -> None:
         help="stop when no message arrived for this long (10)",
     )
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    parser.add_argument(
+        "-d", "--debug", action="store_true", help="show the library's log on stderr"
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,9 @@ def add_demo_parser(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="messages in the closing benchmark (2000)",
     )
+    parser.add_argument(
+        "-d", "--debug", action="store_true", help="show the library's log on stderr"
+    )
 
 
 def something_listens(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> bool:
