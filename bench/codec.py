@@ -13,6 +13,7 @@ PUBLISH encode and decode. mqtt5 is compiled Rust and serves as a ceiling.
 from __future__ import annotations
 
 import argparse
+import importlib
 import statistics
 import sys
 import timeit
@@ -31,15 +32,17 @@ from trio_mqtt._core._packets import (
     QoS,
 )
 
-try:
-    from moat.lib.mqtt import _types as moat
-except ImportError:  # pragma: no cover - optional peer
-    moat = None
 
-try:
-    import mqtt5
-except ImportError:  # pragma: no cover - optional peer
-    mqtt5 = None
+def _optional(name: str) -> Any:
+    """Import an optional peer library, or return None when it is not installed."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+moat = _optional("moat.lib.mqtt._types")  # moat-lib-mqtt: pure Python, MQTT 5 only
+mqtt5 = _optional("mqtt5")  # mqtt5: Rust extension, MQTT 5 only
 
 TOPIC = "bench/sensors/temperature"
 V4 = ProtocolVersion.V311
