@@ -95,8 +95,8 @@ class _Loop:
     # ------------------------------------------------------------------ caller side
     def start(self) -> None:
         """Start the thread and wait for the first connection attempt; raise its error."""
-        self._thread.start()
         try:
+            self._thread.start()  # waits for the thread to run: Ctrl-C can land here too
             self._ready.wait()
         except BaseException:  # KeyboardInterrupt while connecting
             self.stop(graceful=False)
