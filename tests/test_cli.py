@@ -209,6 +209,19 @@ def test_refused_login_v5_names_the_reason(mosquitto_factory, capsys) -> None:
     assert_one_line_error(err)
 
 
+def test_publish_rejected_by_the_broker_exits_1(mosquitto_factory, tmp_path: Path, capsys):
+    acl = tmp_path / "acl"
+    acl.write_text("topic readwrite open/#\n")
+    broker: MosquittoBroker = mosquitto_factory(extra_config=[f"acl_file {acl}"])
+    argv = ["pub", *broker_args(broker), "-V", "5", "-q", "1", "-m", "x"]
+    assert main([*argv, "-t", "open/x"]) == 0
+    assert main([*argv, "-t", "closed/x", "--repeat", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "rejected 2 of 2" in err
+    assert "0x87 NOT_AUTHORIZED" in err
+    assert_one_line_error(err)
+
+
 @pytest.mark.parametrize("command", [["pub", "-t", "x", "-m", "x"], ["sub", "-t", "x"]])
 def test_unreachable_port_exits_4(command: list[str], capsys) -> None:
     port = free_port()  # nothing listens there once the probe socket is closed

@@ -18,6 +18,7 @@ import trio
 
 from .._connection import open_mqtt_connection
 from .._core._packets import QoS
+from .._core._reason_codes import ReasonCode
 from .._core._topics import validate_topic
 from .._requests import PublishResult, Tracker
 from ._connect import non_negative_float, options_from_args, positive_int, qos_value
@@ -125,7 +126,8 @@ class _Checker:
         self._console = console
         self._debug = debug
         self.published = 0
-        self.rejected: list[tuple[int, int]] = []
+        self.rejected = 0
+        self.first_rejection = ""
 
     async def run(self) -> None:
         async with self._receive:
@@ -133,17 +135,26 @@ class _Checker:
                 result = await tracker.wait()
                 self.published += 1
                 if not result.is_success:
-                    self.rejected.append((number, result.reason_code))
-                    reason = result.properties.reason_string
-                    detail = f": {reason}" if reason else ""
-                    self._console.err(
-                        f"trio-mqtt: warning: message {number} rejected by the broker "
-                        f"(0x{result.reason_code:02x}){detail}"
-                    )
+                    self.rejected += 1
+                    description = _describe_rejection(number, result)
+                    if not self.first_rejection:
+                        self.first_rejection = description
+                    if self._debug:
+                        self._console.err(description)
                 elif self._debug:
                     self._console.err(
                         f"message {number} acknowledged (packet id {result.packet_id})"
                     )
+
+
+def _describe_rejection(number: int, result: PublishResult) -> str:
+    try:
+        name = f" {ReasonCode(result.reason_code).name}"
+    except ValueError:
+        name = ""
+    reason = result.properties.reason_string
+    detail = f": {reason}" if reason else ""
+    return f"message {number} rejected with 0x{result.reason_code:02x}{name}{detail}"
 
 
 async def run_pub(args: argparse.Namespace, console: Console) -> int:
@@ -175,9 +186,9 @@ async def run_pub(args: argparse.Namespace, console: Console) -> int:
     if args.debug:
         console.err(f"published {checker.published} message(s)")
     if checker.rejected:
-        total = checker.published
         raise CliError(
             ExitCode.REJECTED,
-            f"the broker rejected {len(checker.rejected)} of {total} message(s)",
+            f"the broker rejected {checker.rejected} of {checker.published} message(s) "
+            f"(first: {checker.first_rejection})",
         )
     return ExitCode.OK
