@@ -306,6 +306,19 @@ def test_bench_json_at_qos_2(mosquitto: MosquittoBroker, capsys) -> None:
     assert record["latency_p99"] <= record["latency_max"]
 
 
+def test_bench_reports_loss_when_nothing_arrives(mosquitto_factory, tmp_path: Path, capsys):
+    acl = tmp_path / "acl"
+    acl.write_text("topic write trio-mqtt/bench/#\n")  # publishing allowed, reading denied
+    broker: MosquittoBroker = mosquitto_factory(extra_config=[f"acl_file {acl}"])
+    argv = ["bench", *broker_args(broker), "--count", "50", "--stall-timeout", "0.3"]
+    assert main(argv) == 4
+    captured = capsys.readouterr()
+    assert "published 50 messages" in captured.out
+    assert "received  0 messages" in captured.out
+    assert "(lost 50)" in captured.out
+    assert "50 of 50 messages did not arrive" in captured.err
+
+
 def test_demo_against_a_given_broker(mosquitto: MosquittoBroker, capsys) -> None:
     assert main(["demo", "--url", mosquitto.url, "--bench-count", "200"]) == 0
     out = capsys.readouterr().out

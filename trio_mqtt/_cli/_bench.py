@@ -8,9 +8,9 @@ taken just before its ``publish()`` call plus the publisher and sequence numbers
 ``--size`` bytes, so the subscriber measures the end-to-end latency of each message (which
 includes queueing on our side under full load; use ``--rate`` for latency below saturation).
 
-The run ends when every message has arrived, or when none arrived for ``--stall-timeout``
-seconds after publishing finished (QoS 0 messages may be lost under load), which is reported as
-loss and gives exit code 4.
+The run ends when every message has arrived, or when nothing was published or received for
+``--stall-timeout`` seconds (a broker can drop or hold back messages), which is reported as loss
+and gives exit code 4.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from .._core._packets import QoS
 from .._options import MqttOptions
 from ._connect import (
     describe_broker,
-    non_negative_float,
     options_from_args,
     positive_float,
     positive_int,
@@ -100,7 +99,7 @@ def add_bench_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--stall-timeout",
-        type=non_negative_float,
+        type=positive_float,
         default=10.0,
         metavar="SECONDS",
         help="stop when no message arrived for this long (10)",
@@ -117,20 +116,22 @@ class BenchResult:
 
     Attributes:
         qos: the QoS used.
-        count: messages published.
+        count: messages the run was asked to publish.
+        published: messages actually published (fewer than ``count`` if the run stalled).
         size: payload bytes per message.
         connections: publisher connections.
         received: messages the subscriber got.
         publish_seconds: from the first publish call until every publisher was done (QoS 1/2:
             acknowledged).
         receive_seconds: from the first publish call until the last message arrived.
-        publish_rate: ``count / publish_seconds`` in messages per second.
+        publish_rate: ``published / publish_seconds`` in messages per second.
         receive_rate: ``received / receive_seconds`` in messages per second.
         latency_p50 / latency_p90 / latency_p99 / latency_max: end-to-end latency, seconds.
     """
 
     qos: int
     count: int
+    published: int
     size: int
     connections: int
     received: int
@@ -145,7 +146,7 @@ class BenchResult:
 
     @property
     def lost(self) -> int:
-        """Messages published but not received."""
+        """Messages that were to be published but were not received."""
         return self.count - self.received
 
 
@@ -254,7 +255,7 @@ async def run_benchmark(
         rate: total messages per second, or None for as fast as possible.
         window: publishers wait while this many messages are published and not yet received
             (0 = no limit).
-        stall_timeout: give up when nothing arrived for this long after publishing ended.
+        stall_timeout: give up when nothing was published or received for this long.
         progress: a progress bar to update while receiving.
     """
     if size < MIN_SIZE:
@@ -295,12 +296,13 @@ async def run_benchmark(
     return BenchResult(
         qos=int(qos),
         count=count,
+        published=run.published,
         size=size,
         connections=len(shares),
         received=len(ordered),
         publish_seconds=publish_seconds,
         receive_seconds=receive_seconds,
-        publish_rate=count / publish_seconds,
+        publish_rate=run.published / publish_seconds,
         receive_rate=len(ordered) / receive_seconds if ordered else 0.0,
         latency_p50=percentile(ordered, 0.50),
         latency_p90=percentile(ordered, 0.90),
@@ -316,7 +318,7 @@ def _ms(seconds: float) -> str:
 def report_lines(result: BenchResult) -> list[str]:
     """The human-readable report of a run."""
     return [
-        f"published {result.count} messages in {result.publish_seconds:.3f} s: "
+        f"published {result.published} messages in {result.publish_seconds:.3f} s: "
         f"{result.publish_rate:,.0f} msg/s",
         f"received  {result.received} messages in {result.receive_seconds:.3f} s: "
         f"{result.receive_rate:,.0f} msg/s (lost {result.lost})",
