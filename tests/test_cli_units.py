@@ -277,3 +277,30 @@ def test_broker_going_away_exits_4(mosquitto) -> None:
     last = err.decode().strip().splitlines()[-1]
     assert last.startswith("trio-mqtt: error:")
     assert b"Traceback" not in err
+
+
+def test_sub_reconnect_survives_a_broker_restart(mosquitto) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    broker = ["-h", mosquitto.host, "-p", str(mosquitto.port)]
+    argv = [sys.executable, "-m", "trio_mqtt", "sub", *broker]
+    argv += ["-t", "rc/#", "-C", "2", "-v", "-q", "1", "-d", "--reconnect", "-W", "30"]
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO
+    ) as process:
+        try:
+            assert process.stdout is not None
+            assert process.stderr is not None
+            for line in process.stderr:
+                if line.startswith(b"subscribed to"):
+                    break
+            assert main(["pub", *broker, "-t", "rc/1", "-m", "before", "-q", "1"]) == 0
+            assert process.stdout.readline() == b"rc/1 before\n"
+            mosquitto.restart()
+            # retained, so it reaches the subscriber whenever its re-subscription lands
+            assert main(["pub", *broker, "-t", "rc/2", "-m", "after", "-q", "1", "-r"]) == 0
+            out, err = process.communicate(timeout=30)
+        finally:
+            process.kill()
+    assert process.returncode == 0, err
+    assert out == b"rc/2 after\n"
+    assert b"reconnecting" in err

@@ -3,7 +3,10 @@
 The command subscribes to every ``-t`` filter in one SUBSCRIBE, then prints each message as it
 arrives: the payload alone, ``topic payload`` with ``-v``, or one JSON object per line with
 ``--json``. ``-C`` stops after that many messages (exit 0), ``-W`` stops after that many seconds
-(exit 4, like a timeout, so that a script can tell "got them all" from "gave up").
+(exit 4, like a timeout, so that a script can tell "got them all" from "gave up"). A lost
+connection ends the command with exit code 4, unless ``--reconnect`` asks to carry on: then the
+connection error is reported, and after a backoff delay the next read reconnects (the library's
+``poll()`` semantics), restoring the subscriptions if the broker lost them.
 """
 
 from __future__ import annotations
@@ -13,13 +16,18 @@ import argparse
 import trio
 
 from .._connection import open_mqtt_connection
+from .._core._errors import ConnectionLost
 from .._core._packets import Publish, QoS
 from .._core._topics import validate_filter
+from .._options import ReconnectPolicy
 from ._connect import options_from_args, positive_float, positive_int, qos_value
 from ._exit import CliError, ExitCode
 from ._output import Console, message_json
 
 __all__ = ["add_sub_parser", "run_sub"]
+
+#: Backoff between reconnection attempts with ``--reconnect``.
+RECONNECT_POLICY = ReconnectPolicy(initial_delay=0.2, max_delay=30.0)
 
 
 def add_sub_parser(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +62,12 @@ def add_sub_parser(parser: argparse.ArgumentParser) -> None:
         help="give up after this many seconds (exit code 4)",
     )
     parser.add_argument(
+        "--reconnect",
+        action="store_true",
+        help="when the connection is lost, reconnect (with backoff) and subscribe again "
+        "instead of exiting with code 4",
+    )
+    parser.add_argument(
         "-d",
         "--debug",
         action="store_true",
@@ -84,12 +98,25 @@ async def _subscribe_and_print(args: argparse.Namespace, console: Console) -> in
                 console.err(f"subscribed to {topic!r} (granted QoS {code})")
         if not any(code < 0x80 for code in result.reason_codes):
             raise CliError(ExitCode.REJECTED, "the broker refused every subscription")
-        async for message in conn.messages():
-            console.write_bytes(format_message(message, args))
-            received += 1
-            if args.count is not None and received >= args.count:
-                break
-    return received
+        attempt = 0
+        while True:
+            try:
+                async for message in conn.messages():
+                    attempt = 0
+                    console.write_bytes(format_message(message, args))
+                    received += 1
+                    if args.count is not None and received >= args.count:
+                        return received
+                return received
+            except ConnectionLost as exc:
+                if not args.reconnect:
+                    raise
+                delay = RECONNECT_POLICY.delay(attempt)
+                attempt += 1
+                console.err(f"trio-mqtt: warning: {exc}; reconnecting in {delay:.1f} s")
+                await trio.sleep(delay)
+                # the next poll() (inside messages()) reconnects; the session's
+                # subscriptions are restored if the broker lost them
 
 
 async def run_sub(args: argparse.Namespace, console: Console) -> int:
