@@ -360,6 +360,9 @@ class MosquittoBroker:
             log_types.append("information")  # start() waits for a line of this level
         lines += [f"log_type {kind}" for kind in log_types]
         lines.append("connection_messages true")
+        # mosquitto leaves Nagle's algorithm on by default, which adds tens of milliseconds to
+        # small packets such as acks; tests and benchmarks measure the client, not that delay.
+        lines.append("set_tcp_nodelay true")
         lines += [f"{name} {value}" for name, value in self._limits.items() if value is not None]
 
         lines.append(f"listener {self._ports['mqtt']} {_LOCALHOST}")
