@@ -1,0 +1,247 @@
+"""The async examples run against private mosquitto brokers and print what they promise.
+
+Each example runs as a subprocess, exactly as a reader would run it (``python examples/x.py
+URL``), with warnings turned into errors, and must exit 0 within the timeout with nothing on
+stderr. The assertions check the payloads and outcomes each example prints, so an example that
+stops working (or stops showing what its docstring says) fails here.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import trio
+
+import trio_mqtt
+from trio_mqtt.testing import MosquittoBroker
+from trio_mqtt.testing._plugin import BrokerFactory
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+PACKAGE_ROOT = str(Path(trio_mqtt.__file__).resolve().parent.parent)
+ENV = {**os.environ, "PYTHONPATH": PACKAGE_ROOT, "PYTHONUNBUFFERED": "1"}
+TIMEOUT = 30
+
+
+def command(name: str, *args: str) -> list[str]:
+    return [sys.executable, "-W", "error", str(EXAMPLES / name), *args]
+
+
+def run_example(
+    name: str, *args: str, env: dict[str, str] | None = None, returncode: int = 0
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        command(name, *args),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+        env={**ENV, **(env or {})},
+    )
+    assert result.returncode == returncode, result.stderr
+    return result
+
+
+def output(name: str, *args: str, env: dict[str, str] | None = None) -> list[str]:
+    result = run_example(name, *args, env=env)
+    assert result.stderr == ""
+    return result.stdout.splitlines()
+
+
+TESTED = {
+    "async_pubsub.py",
+    "manual_acks.py",
+    "reconnect.py",
+    "request_response.py",
+    "routes.py",
+    "subscription_ids.py",
+    "tls.py",
+    "topic_alias.py",
+    "tracked_publish.py",
+    "websocket.py",
+}
+
+
+def test_every_async_example_has_a_test() -> None:
+    found = {path.name for path in EXAMPLES.glob("*.py") if not path.name.startswith("sync_")}
+    assert found == TESTED
+
+
+def test_async_pubsub(mosquitto: MosquittoBroker) -> None:
+    lines = output("async_pubsub.py", mosquitto.url)
+    assert lines[0] == "subscribed to trio-mqtt/examples/async-pubsub/# (granted QoS 2)"
+    assert lines[-1] == "disconnected after 3 messages"
+    # publisher and reader are separate tasks: their lines may interleave
+    assert sorted(line for line in lines if line.startswith("received")) == [
+        f"received trio-mqtt/examples/async-pubsub/qos{q} (QoS {q}): hello at QoS {q}"
+        for q in range(3)
+    ]
+    assert [line for line in lines if line.startswith("published")] == [
+        f"published at QoS {q}" for q in range(3)
+    ]
+
+
+def test_async_pubsub_takes_the_url_from_the_environment(mosquitto: MosquittoBroker) -> None:
+    lines = output("async_pubsub.py", env={"MQTT_URL": mosquitto.url})
+    assert lines[-1] == "disconnected after 3 messages"
+
+
+def test_routes(mosquitto: MosquittoBroker) -> None:
+    lines = output("routes.py", mosquitto.url)
+    assert [line for line in lines if line.startswith("temperature")] == [
+        "temperature task: kitchen 21.5",
+        "temperature task: cellar 12.0",
+    ]
+    assert [line for line in lines if line.startswith("humidity")] == [
+        "humidity task: kitchen 40",
+        "humidity task: cellar 75",
+    ]
+    assert [line for line in lines if line.startswith("unrouted")] == ["unrouted: cellar/pressure"]
+    assert lines[-1] == "done"
+    assert len(lines) == 6
+
+
+def test_tracked_publish_reports_reason_codes(
+    mosquitto_factory: BrokerFactory, tmp_path: Path
+) -> None:
+    # An ACL that allows the example's own topics only, so the "restricted" publish is refused.
+    acl = tmp_path / "acl"
+    acl.write_text("topic readwrite trio-mqtt/examples/tracked/#\n", encoding="utf-8")
+    broker = mosquitto_factory(extra_config=[f"acl_file {acl}"])
+    lines = output("tracked_publish.py", broker.url)
+    assert lines == [
+        "before subscribing, QoS 1: packet 1: NO_MATCHING_SUBSCRIBERS (0x10), accepted",
+        "subscribed, QoS 0: packet 0: SUCCESS (0x00), accepted",
+        "subscribed, QoS 1: packet 3: SUCCESS (0x00), accepted",
+        "subscribed, QoS 2: packet 4: SUCCESS (0x00), accepted",
+        "restricted topic, QoS 1: packet 5: NOT_AUTHORIZED (0x87), refused",
+        "batch of 10 QoS 1 publishes: 10 accepted",
+        "done",
+    ]
+
+
+def test_manual_acks_redelivers_until_acked(mosquitto: MosquittoBroker) -> None:
+    lines = output("manual_acks.py", mosquitto.url)
+    assert lines == [
+        "connection 1: new session",
+        *(f"  received job {n} (dup=False), not acking" for n in range(3)),
+        "connection 2: resumed session",
+        *(f"  redelivered job {n} (dup=True), acked" for n in range(3)),
+        "connection 3: resumed session",
+        "  nothing redelivered within 0.5 s",
+    ]
+
+
+def test_tls_with_the_brokers_ca(mosquitto_factory: BrokerFactory) -> None:
+    broker = mosquitto_factory(tls=True)
+    lines = output("tls.py", broker.tls_url, "--cafile", str(broker.ca_pem_path))
+    assert lines == [
+        f"connected to 127.0.0.1:{broker.tls_port} over TLS",
+        "received trio-mqtt/examples/tls: sent encrypted",
+        "done",
+    ]
+    # Without the CA file the system store cannot vouch for the test CA.
+    refused = run_example("tls.py", broker.tls_url, returncode=1)
+    assert refused.stdout == ""
+    assert refused.stderr.startswith("certificate verification failed:")
+
+
+def test_websocket(mosquitto_factory: BrokerFactory) -> None:
+    broker = mosquitto_factory(websockets=True)
+    lines = output("websocket.py", broker.ws_url)
+    assert lines == [
+        "connecting over WebSocket, path /",
+        *(f"received trio-mqtt/examples/websocket: frame {n}" for n in range(3)),
+        # CONNECT, SUBSCRIBE, 3 PUBLISH, 3 PUBACK / CONNACK, SUBACK, 3 PUBACK, 3 PUBLISH
+        "8 packets sent, 8 received",
+        "done",
+    ]
+
+
+def test_topic_alias(mosquitto_factory: BrokerFactory) -> None:
+    broker = mosquitto_factory(extra_config=["max_topic_alias 2"])
+    lines = output("topic_alias.py", broker.url)
+    topic = "trio-mqtt/examples/topic-alias/building-7/floor-3/room-12/sensor-4/temperature"
+    assert lines[0] == "the broker accepts 2 topic aliases from us"
+    assert [line for line in lines if line.startswith("sent")] == [
+        "sent PUBLISH: topic 78 chars, alias 1, 92 bytes",
+        "sent PUBLISH: empty topic, alias 1, 14 bytes",
+        "sent PUBLISH: empty topic, alias 1, 14 bytes",
+    ]
+    assert [line for line in lines if line.startswith("received")] == [
+        f"received {value} on {topic}" for value in ("20.5", "21.5", "22.5")
+    ]
+    assert lines[-1] == "done"
+
+
+def test_subscription_ids(mosquitto: MosquittoBroker) -> None:
+    lines = output("subscription_ids.py", mosquitto.url)
+    assert sorted(lines[:-1]) == [
+        "[1 all readings] kitchen/humidity = 45",
+        "[1 all readings] kitchen/temp = 27.0",
+        "[2 temperatures] kitchen/temp: too warm",
+    ]
+    assert lines[-1] == "done"
+
+
+def test_request_response(mosquitto: MosquittoBroker) -> None:
+    lines = output("request_response.py", mosquitto.url)
+    assert [line for line in lines if line.startswith("responder")] == [
+        "responder: 2 + 3 for b'req-1'",
+        "responder: 40 + 2 for b'req-2'",
+        "responder: -1 + 1 for b'req-3'",
+    ]
+    assert sorted(line for line in lines if line.startswith("requester")) == [
+        "requester: -1 1 -> 0",
+        "requester: 2 3 -> 5",
+        "requester: 40 2 -> 42",
+    ]
+    assert lines[-1] == "done"
+    assert len(lines) == 7
+
+
+async def test_reconnect_survives_a_broker_restart(mosquitto: MosquittoBroker) -> None:
+    with trio.fail_after(TIMEOUT):
+        process = await trio.lowlevel.open_process(
+            command("reconnect.py", mosquitto.url, "--seconds", "3"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=ENV,
+        )
+        try:
+            assert process.stdout is not None
+            assert process.stderr is not None
+            seen = b""
+            # Restart the broker once the example has received a heartbeat.
+            while b"received beat 1\n" not in seen:
+                chunk = await process.stdout.receive_some()
+                assert chunk, seen.decode()
+                seen += chunk
+            await trio.to_thread.run_sync(mosquitto.restart)
+            while chunk := await process.stdout.receive_some():
+                seen += chunk
+            errors = b""
+            while chunk := await process.stderr.receive_some():
+                errors += chunk
+            assert await process.wait() == 0, errors.decode()
+        finally:
+            with trio.CancelScope(shield=True):
+                if process.returncode is None:  # failed or timed out: never leave it running
+                    process.kill()
+                    await process.wait()
+                for pipe in (process.stdout, process.stderr):
+                    if pipe is not None:
+                        await pipe.aclose()
+    assert errors == b""
+    lines = seen.decode().splitlines()
+    assert lines[:2] == ["connected (session present: False)", "received beat 1"]
+    assert lines[-1] == "done after 2 connection(s)"
+    lost = next(i for i, line in enumerate(lines) if line.startswith("disconnected: "))
+    assert lines[lost + 1].startswith("reconnecting: attempt 1 in ")
+    back = lines.index("connected (session present: False)", lost)
+    assert all(line.startswith("reconnecting: attempt ") for line in lines[lost + 1 : back])
+    # The subscription was restored: heartbeats arrive again after the reconnect.
+    assert any(line.startswith("received beat") for line in lines[back + 1 :]), lines
