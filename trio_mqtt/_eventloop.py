@@ -298,14 +298,17 @@ class EventLoop:
         receive = self._publish_recv
         limit = self.options.inflight
         while True:
-            while state.waiting_count >= limit:
-                await self._window_wakeup.wait()
-            while self._unflushed >= MAX_UNFLUSHED:
-                await self._flushed.wait()
             try:
                 request = await receive.receive()
             except trio.EndOfChannel:
                 break
+            # Hold the request (it still counts as queued, which keeps the fast path off and
+            # the order intact) until the state machine has room: the waiting queue never
+            # exceeds ``inflight``, wherever the publish came from.
+            while state.waiting_count >= limit:
+                await self._window_wakeup.wait()
+            while self._unflushed >= MAX_UNFLUSHED:
+                await self._flushed.wait()
             now = trio.current_time()
             while True:
                 self._queued_publishes -= 1

@@ -50,7 +50,11 @@ from ._core._packets import (
     Unsubscribe as Unsubscribe,
     Will as Will,
 )
-from ._core._state import ClientState as ClientState, ConnectionState as ConnectionState
+from ._core._state import (
+    ClientState as ClientState,
+    ConnectionState as ConnectionState,
+    SessionStatistics as SessionStatistics,
+)
 from ._core._topics import (
     FilterTree as FilterTree,
     has_wildcards as has_wildcards,
@@ -93,6 +97,7 @@ __all__ = [
     "RetainHandling",
     "SessionConfig",
     "SessionLost",
+    "SessionStatistics",
     "SubAck",
     "Subscribe",
     "SubscribeDone",
