@@ -12,14 +12,13 @@ meaning (a failing reason code on an ack, a DISCONNECT reason, MQTT 5 subscripti
 AUTH packet); then :class:`LocalProtocolError` is raised.
 
 PUBLISH is the hot path, so its encoder and decoder are written out long-hand, and received
-packets are built without the frozen dataclass ``__init__`` (see :func:`fast_builder`), which
-is four times faster.
+packets are built without the frozen dataclass ``__init__`` (see
+:func:`._primitives.fast_builder`), which is four times faster.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import fields
 from struct import Struct, error as struct_error
 from typing import Any, NoReturn, TypeVar
 
@@ -49,10 +48,13 @@ from ._packets import (
     Will,
 )
 from ._primitives import (
+    ACK_FIELDS,
     BYTES1,
+    PUBLISH_FIELDS,
     U16,
     Buf,
     fail,
+    fast_builder,
     fixed_header,
     pack_binary,
     pack_str,
@@ -71,7 +73,6 @@ __all__ = [
     "QOS_VALUES",
     "SIZES",
     "decode_connect_body",
-    "fast_builder",
     "publish_size",
 ]
 
@@ -89,73 +90,11 @@ QOS_VALUES: tuple[QoS, ...] = (QoS.AT_MOST_ONCE, QoS.AT_LEAST_ONCE, QoS.EXACTLY_
 EXPECTED_FLAGS: tuple[int, ...] = (-2, 0, 0, -1, 0, 0, 2, 0, 2, 0, 2, 0, 0, 0, 0, -2)
 
 
-def _twin(cls: type) -> type | None:
-    """A plain class with the same slots as ``cls``, if instances can switch to ``cls``."""
-    slots = getattr(cls, "__slots__", None)
-    if not isinstance(slots, tuple) or hasattr(cls, "__post_init__"):
-        return None
-    twin = type(f"_{cls.__name__}Twin", (), {"__slots__": slots})
-    try:
-        probe: Any = object.__new__(twin)
-        probe.__class__ = cls
-    except TypeError:
-        return None
-    return twin
-
-
-def fast_builder(cls: type[_T], names: tuple[str, ...]) -> Callable[..., _T]:
-    """Return a positional constructor for a frozen, slotted dataclass that skips ``__init__``.
-
-    A frozen dataclass's ``__init__`` stores every field through ``object.__setattr__``, which
-    costs about 900 ns for a PUBLISH. The builder instead fills a twin class that has the same
-    slots (so plain attribute stores work) and then switches the object's ``__class__`` to the
-    real class; CPython allows that because the memory layouts are identical. The result is
-    indistinguishable from a normally constructed object. Only the field lists of PUBLISH and
-    the acks are supported; if the model no longer has exactly the fields ``names``, or the
-    switch is refused, the class itself is returned as the builder.
-    """
-    twin = _twin(cls)
-    if twin is None or tuple(f.name for f in fields(cls)) != names:  # type: ignore[arg-type]
-        return cls
-    new = object.__new__
-    if names == _PUBLISH_FIELDS:
-
-        def build_publish(
-            topic: Any, payload: Any, qos: Any, retain: Any, dup: Any, pid: Any, props: Any
-        ) -> Any:
-            obj: Any = new(twin)
-            obj.topic = topic
-            obj.payload = payload
-            obj.qos = qos
-            obj.retain = retain
-            obj.dup = dup
-            obj.packet_id = pid
-            obj.properties = props
-            obj.__class__ = cls
-            return obj
-
-        return build_publish
-    if names == _ACK_FIELDS:
-
-        def build_ack(pid: Any, code: Any, props: Any) -> Any:
-            obj: Any = new(twin)
-            obj.packet_id = pid
-            obj.reason_code = code
-            obj.properties = props
-            obj.__class__ = cls
-            return obj
-
-        return build_ack
-    return cls
-
-
-_PUBLISH_FIELDS = ("topic", "payload", "qos", "retain", "dup", "packet_id", "properties")
-_ACK_FIELDS = ("packet_id", "reason_code", "properties")
-new_publish = fast_builder(Publish, _PUBLISH_FIELDS)
-new_puback = fast_builder(PubAck, _ACK_FIELDS)
-new_pubrec = fast_builder(PubRec, _ACK_FIELDS)
-new_pubrel = fast_builder(PubRel, _ACK_FIELDS)
-new_pubcomp = fast_builder(PubComp, _ACK_FIELDS)
+new_publish = fast_builder(Publish, PUBLISH_FIELDS)
+new_puback = fast_builder(PubAck, ACK_FIELDS)
+new_pubrec = fast_builder(PubRec, ACK_FIELDS)
+new_pubrel = fast_builder(PubRel, ACK_FIELDS)
+new_pubcomp = fast_builder(PubComp, ACK_FIELDS)
 ACK_BUILDERS: dict[int, Callable[[int, int, Any], Packet]] = {
     PacketType.PUBACK: new_puback,
     PacketType.PUBREC: new_pubrec,

@@ -6,7 +6,8 @@ around is also the byte offset inside the packet that error messages report. Rea
 ``(buf, pos, end, field)`` and return ``(value, new_pos)``; they check bounds themselves, so a
 truncated field is a :class:`MalformedPacketError` naming the field and offset rather than an
 IndexError. Writers return ``bytes`` and raise :class:`LocalProtocolError` for values that the
-wire format cannot carry.
+wire format cannot carry. :func:`fast_builder` makes the constructors the hot decoders use to
+build frozen model objects cheaply.
 
 Decisions:
 
@@ -21,17 +22,22 @@ Decisions:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import fields
 from struct import Struct
-from typing import TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 from ._errors import LocalProtocolError, MalformedPacketError
 from ._reason_codes import ReasonCode
 
 __all__ = [
+    "ACK_FIELDS",
     "MAX_PACKET_SIZE",
+    "PUBLISH_FIELDS",
     "VBI_MAX",
     "Buf",
     "fail",
+    "fast_builder",
     "fixed_header",
     "pack_binary",
     "pack_str",
@@ -51,6 +57,8 @@ __all__ = [
 #: The buffer decoders read: one whole packet as bytes (bytes slicing and ``bytes.decode`` are
 #: markedly faster than their memoryview counterparts for the small fields MQTT is made of).
 Buf: TypeAlias = bytes
+
+_T = TypeVar("_T")
 
 #: Largest value of a variable byte integer (four bytes of seven bits).
 VBI_MAX = 268_435_455
@@ -262,3 +270,78 @@ def fixed_header(first: int, remaining: int) -> bytes:
             first, (remaining & 0x7F) | 0x80, ((remaining >> 7) & 0x7F) | 0x80, remaining >> 14
         )
     return BYTES1[first] + pack_vbi(remaining, "remaining length")
+
+
+# ------------------------------------------------------------- building decoded packets
+
+#: Field lists :func:`fast_builder` knows how to fill.
+PUBLISH_FIELDS: tuple[str, ...] = (
+    "topic",
+    "payload",
+    "qos",
+    "retain",
+    "dup",
+    "packet_id",
+    "properties",
+)
+ACK_FIELDS: tuple[str, ...] = ("packet_id", "reason_code", "properties")
+
+
+def _twin(cls: type) -> type | None:
+    """A plain class with the same slots as ``cls``, if instances can switch to ``cls``."""
+    slots = getattr(cls, "__slots__", None)
+    if not isinstance(slots, tuple) or hasattr(cls, "__post_init__"):
+        return None
+    twin = type(f"_{cls.__name__}Twin", (), {"__slots__": slots})
+    try:
+        probe: Any = object.__new__(twin)
+        probe.__class__ = cls
+    except TypeError:
+        return None
+    return twin
+
+
+def fast_builder(cls: type[_T], names: tuple[str, ...]) -> Callable[..., _T]:
+    """Return a positional constructor for a frozen, slotted dataclass that skips ``__init__``.
+
+    A frozen dataclass's ``__init__`` stores every field through ``object.__setattr__``, which
+    costs about 900 ns for a PUBLISH. The builder instead fills a twin class that has the same
+    slots (so plain attribute stores work) and then switches the object's ``__class__`` to the
+    real class; CPython allows that because the memory layouts are identical. The result is
+    indistinguishable from a normally constructed object. Only the field lists of PUBLISH and
+    the acks are supported; if the model no longer has exactly the fields ``names``, or the
+    switch is refused, the class itself is returned as the builder.
+    """
+    twin = _twin(cls)
+    if twin is None or tuple(f.name for f in fields(cls)) != names:  # type: ignore[arg-type]
+        return cls
+    new = object.__new__
+    if names == PUBLISH_FIELDS:
+
+        def build_publish(
+            topic: Any, payload: Any, qos: Any, retain: Any, dup: Any, pid: Any, props: Any
+        ) -> Any:
+            obj: Any = new(twin)
+            obj.topic = topic
+            obj.payload = payload
+            obj.qos = qos
+            obj.retain = retain
+            obj.dup = dup
+            obj.packet_id = pid
+            obj.properties = props
+            obj.__class__ = cls
+            return obj
+
+        return build_publish
+    if names == ACK_FIELDS:
+
+        def build_ack(pid: Any, code: Any, props: Any) -> Any:
+            obj: Any = new(twin)
+            obj.packet_id = pid
+            obj.reason_code = code
+            obj.properties = props
+            obj.__class__ = cls
+            return obj
+
+        return build_ack
+    return cls
