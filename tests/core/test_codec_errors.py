@@ -522,3 +522,33 @@ def test_mistyped_fields_are_local_protocol_errors(
     """
     with pytest.raises(LocalProtocolError):
         encode(packet, version)
+
+
+def test_error_in_a_packet_split_across_calls() -> None:
+    """A bad packet that completes in a later chunk poisons the decoder just the same."""
+    good = encode(PubAck(1), V4)
+    decoder = PacketDecoder(V4)
+    assert decoder.decode(good + h("62 02 00")) == [PubAck(1)]  # PUBREL, flags checked later
+    assert decoder.buffered == 3
+    with pytest.raises(MalformedPacketError) as info:
+        decoder.decode(h("00"))  # packet id 0
+    assert info.value.field == "packet_id"
+    with pytest.raises(MalformedPacketError, match="failed earlier"):
+        decoder.decode(good)
+    # Bad flags are refused from the first two bytes, before any body arrives.
+    decoder = PacketDecoder(V4)
+    with pytest.raises(MalformedPacketError) as info:
+        decoder.decode(h("60 02"))
+    assert info.value.field == "flags"
+
+
+def test_decoder_version_and_limit_are_settable() -> None:
+    decoder = PacketDecoder(V4, max_packet_size=10)
+    decoder.version = V5
+    decoder.max_packet_size = 5
+    assert decoder.decode(h("40 03 0001 10")) == [PubAck(1, 0x10)]
+    with pytest.raises(MalformedPacketError) as info:
+        decoder.decode(h("40 04 0001 10 00"))
+    assert info.value.reason_code == ReasonCode.PACKET_TOO_LARGE
+    with pytest.raises(ValueError, match="unsupported"):
+        decoder.version = 3  # type: ignore[assignment]
