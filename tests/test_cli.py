@@ -91,6 +91,24 @@ def test_sub_json_shape(mosquitto: MosquittoBroker, capsys) -> None:
     assert raw["properties"] == {}
 
 
+def test_pub_v5_properties_reach_sub_json(mosquitto: MosquittoBroker, capsys) -> None:
+    argv = ["pub", *broker_args(mosquitto), "-V", "5", "-t", "p5", "-m", '{"on": true}', "-r"]
+    argv += ["--user-property", "site", "lab", "--user-property", "site", "annex"]
+    argv += ["--content-type", "application/json", "--message-expiry", "3600"]
+    argv += ["--response-topic", "p5/reply", "--correlation-data", "req-1", "--utf8-payload"]
+    assert main(argv) == 0
+    assert main(["sub", *broker_args(mosquitto), "-V", "5", "-t", "p5", "-C", "1", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["payload"] == '{"on": true}'
+    props = record["properties"]
+    assert props["user_properties"] == [["site", "lab"], ["site", "annex"]]
+    assert props["content_type"] == "application/json"
+    assert 3590 <= props["message_expiry_interval"] <= 3600  # the broker counts down
+    assert props["response_topic"] == "p5/reply"
+    assert base64.b64decode(props["correlation_data"]) == b"req-1"
+    assert props["payload_format_indicator"] == 1
+
+
 async def collect(broker: MosquittoBroker, topic: str, argv: list[str], count: int) -> list[bytes]:
     """Subscribe with the library, run the CLI in a thread, return the payloads received."""
     received: list[bytes] = []
@@ -251,6 +269,9 @@ BAD_ARGUMENTS = [
     ["pub", "-t", "x", "-m", "x", "--will-payload", "bye"],
     ["pub", "-t", "x", "-m", "x", "-P", "secret"],
     ["pub", "-t", "x", "-m", "x", "--key", "key.pem"],
+    ["pub", "-t", "x", "-m", "x", "--content-type", "text/plain"],
+    ["pub", "-t", "x", "-m", "x", "-V", "5", "--response-topic", "a/#"],
+    ["pub", "-t", "x", "-m", "x", "--message-expiry", "-1"],
     ["bench", "--size", "8"],
     ["bench", "--qos", "5"],
 ]

@@ -17,7 +17,8 @@ from typing import IO
 import trio
 
 from .._connection import open_mqtt_connection
-from .._core._packets import QoS
+from .._core._errors import InvalidOptionError
+from .._core._packets import Properties, ProtocolVersion, QoS
 from .._core._reason_codes import ReasonCode
 from .._core._topics import validate_topic
 from .._requests import PublishResult, Tracker
@@ -67,6 +68,67 @@ def add_pub_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-d", "--debug", action="store_true", help="report each acknowledgement on stderr"
     )
+    v5 = parser.add_argument_group("MQTT 5 message properties (need -V 5)")
+    v5.add_argument(
+        "--user-property",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="add a user property (repeat for more)",
+    )
+    v5.add_argument("--content-type", help="content type, e.g. application/json")
+    v5.add_argument(
+        "--message-expiry",
+        type=non_negative_int,
+        metavar="SECONDS",
+        help="the broker discards the message if undelivered after this long",
+    )
+    v5.add_argument("--response-topic", help="topic a responder should answer on")
+    v5.add_argument("--correlation-data", help="correlation data (UTF-8 text)")
+    v5.add_argument(
+        "--utf8-payload",
+        action="store_true",
+        help="mark the payload as UTF-8 text (payload format indicator 1)",
+    )
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type for a whole number from 0 to 2**32 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected a whole number of seconds, got {text!r}")
+    return value
+
+
+def message_properties(args: argparse.Namespace, version: ProtocolVersion) -> Properties | None:
+    """The MQTT 5 properties the flags ask for (None when there are none).
+
+    Raises:
+        InvalidOptionError: properties were asked for with MQTT 3.1.1, which cannot carry them.
+    """
+    given: dict[str, object] = {}
+    if args.user_property:
+        given["user_properties"] = tuple((name, value) for name, value in args.user_property)
+    if args.content_type is not None:
+        given["content_type"] = args.content_type
+    if args.message_expiry is not None:
+        given["message_expiry_interval"] = args.message_expiry
+    if args.response_topic is not None:
+        validate_topic(args.response_topic)
+        given["response_topic"] = args.response_topic
+    if args.correlation_data is not None:
+        given["correlation_data"] = args.correlation_data.encode("utf-8")
+    if args.utf8_payload:
+        given["payload_format_indicator"] = 1
+    if not given:
+        return None
+    if version is not ProtocolVersion.V5:
+        raise InvalidOptionError("message properties need MQTT 5: add -V 5")
+    return Properties(**given)  # type: ignore[arg-type]
 
 
 def _stdin_binary() -> IO[bytes]:
@@ -164,6 +226,7 @@ async def run_pub(args: argparse.Namespace, console: Console) -> int:
         raise CliError(ExitCode.USAGE, "--repeat cannot be combined with -l")
     payload = _fixed_payload(args)
     options = options_from_args(args, "pub")
+    properties = message_properties(args, options.protocol_version)
     checker = _Checker(console, args.debug)
     async with open_mqtt_connection(options) as conn, trio.open_nursery() as nursery:
         client = conn.client
@@ -173,14 +236,16 @@ async def run_pub(args: argparse.Namespace, console: Console) -> int:
             if payload is None:
                 async for line in _stdin_lines():
                     number += 1
-                    tracker = await client.publish_tracked(args.topic, line, args.qos, args.retain)
+                    tracker = await client.publish_tracked(
+                        args.topic, line, args.qos, args.retain, properties=properties
+                    )
                     await checker.send.send((number, tracker))
             else:
                 for number in range(1, args.repeat + 1):
                     if number > 1 and args.interval:
                         await trio.sleep(args.interval)
                     tracker = await client.publish_tracked(
-                        args.topic, payload, args.qos, args.retain
+                        args.topic, payload, args.qos, args.retain, properties=properties
                     )
                     await checker.send.send((number, tracker))
     if args.debug:
