@@ -25,7 +25,6 @@ from trio_mqtt import (
     ProtocolVersion,
     Publish,
     QoS,
-    Subscription,
     open_mqtt_connection,
 )
 
@@ -68,10 +67,11 @@ async def main() -> None:
         if conn.connack.properties.subscription_identifier_available == 0:
             raise SystemExit("this broker does not support subscription identifiers")
         client = conn.client
-        # One SUBSCRIBE per identifier: the identifier applies to the whole packet.
+        # One SUBSCRIBE per identifier: an identifier applies to every filter of its packet.
         for identifier, (topic_filter, _handler) in HANDLERS.items():
-            await client.subscribe_many(
-                [Subscription(topic_filter, QoS.AT_LEAST_ONCE)],
+            await client.subscribe(
+                topic_filter,
+                QoS.AT_LEAST_ONCE,
                 properties=Properties(subscription_identifiers=(identifier,)),
             )
         await client.publish(f"{PREFIX}/kitchen/temp", "27.0", qos=QoS.AT_LEAST_ONCE)
