@@ -90,11 +90,13 @@ QOS_VALUES: tuple[QoS, ...] = (QoS.AT_MOST_ONCE, QoS.AT_LEAST_ONCE, QoS.EXACTLY_
 EXPECTED_FLAGS: tuple[int, ...] = (-2, 0, 0, -1, 0, 0, 2, 0, 2, 0, 2, 0, 0, 0, 0, -2)
 
 
+#: Positional constructors for decoded PUBLISH and acks (see :func:`fast_builder`).
 new_publish = fast_builder(Publish, PUBLISH_FIELDS)
 new_puback = fast_builder(PubAck, ACK_FIELDS)
 new_pubrec = fast_builder(PubRec, ACK_FIELDS)
 new_pubrel = fast_builder(PubRel, ACK_FIELDS)
 new_pubcomp = fast_builder(PubComp, ACK_FIELDS)
+#: Ack constructor per packet type.
 ACK_BUILDERS: dict[int, Callable[[int, int, Any], Packet]] = {
     PacketType.PUBACK: new_puback,
     PacketType.PUBREC: new_pubrec,
@@ -584,6 +586,7 @@ def decode_unsuback(buf: Buf, flags: int, pos: int) -> UnsubAck:
 # ----------------------------------------------------------------- PING, DISCONNECT
 
 
+#: Shared instances of the packets that carry nothing (v3.1.1 DISCONNECT included).
 PINGREQ = PingReq()
 PINGRESP = PingResp()
 DISCONNECT = Disconnect()

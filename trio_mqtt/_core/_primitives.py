@@ -65,6 +65,7 @@ VBI_MAX = 268_435_455
 #: Largest possible packet: one type byte, four length bytes and the largest remaining length.
 MAX_PACKET_SIZE = VBI_MAX + 5
 
+#: Big-endian two and four byte integers.
 U16 = Struct("!H")
 U32 = Struct("!I")
 _pack_u16 = U16.pack
