@@ -199,14 +199,10 @@ def _session_statistics(conn: object) -> SessionStatistics:
     return stats
 
 
-def _first_occurrences(values: list[int]) -> list[int]:
-    seen: set[int] = set()
-    order = []
-    for value in values:
-        if value not in seen:
-            seen.add(value)
-            order.append(value)
-    return order
+def _final_copies(values: list[int]) -> list[int]:
+    """The values in the order of their last occurrence."""
+    last = {value: index for index, value in enumerate(values)}
+    return sorted(last, key=last.__getitem__)
 
 
 @pytest.mark.chaos
@@ -300,9 +296,11 @@ async def test_chaos_cuts_and_broker_kills_lose_and_duplicate_nothing(
     )
     assert counters["kills"] == KILLS
     assert all(result.is_success for result in results)  # type: ignore[attr-defined]
-    # QoS 1: at least once, and in order of first delivery.
+    # QoS 1: at least once, and "the final copy of each message received by the subscribers
+    # will be in the order that they were originally published in" (MQTT 3.1.1 section 4.6,
+    # MQTT 5 section 4.6): a re-sent earlier message may arrive after a later one.
     assert unique1 == set(range(COUNT))
-    assert _first_occurrences(received.qos1) == list(range(COUNT))
+    assert _final_copies(received.qos1) == list(range(COUNT))
     # QoS 2: exactly once, in order. The only copies tolerated are those mosquitto 2.0.11
     # re-sends as DUP PUBLISH after loading its database although the flow had completed (see
     # _kill_broker); link cuts alone must never produce one.
