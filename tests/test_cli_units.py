@@ -304,3 +304,19 @@ def test_sub_reconnect_survives_a_broker_restart(mosquitto) -> None:
     assert process.returncode == 0, err
     assert out == b"rc/2 after\n"
     assert b"reconnecting" in err
+
+
+def test_the_cli_uses_only_the_public_api() -> None:
+    import ast
+
+    allowed = {"trio_mqtt", "trio_mqtt.sansio", "trio_mqtt.testing"}
+    for path in sorted((REPO / "trio_mqtt" / "_cli").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:  # relative: only siblings inside trio_mqtt._cli
+                    assert node.level == 1, f"{path.name}: from {'.' * node.level}{node.module}"
+                elif node.module and node.module.startswith("trio_mqtt"):
+                    assert node.module in allowed, f"{path.name}: from {node.module}"
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    assert not alias.name.startswith("trio_mqtt"), f"{path.name}: {alias.name}"

@@ -62,7 +62,7 @@ def _add_help(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of the whole program (sub-commands sub, pub, bench and demo)."""
-    from .. import __version__
+    from trio_mqtt import __version__
 
     formatter = argparse.RawDescriptionHelpFormatter
     parser = _Parser(

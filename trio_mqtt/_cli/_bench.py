@@ -24,9 +24,8 @@ from dataclasses import asdict, dataclass
 
 import trio
 
-from .._connection import open_mqtt_connection
-from .._core._packets import QoS
-from .._options import MqttOptions
+from trio_mqtt import MqttOptions, QoS, open_mqtt_connection
+
 from ._connect import (
     describe_broker,
     options_from_args,

@@ -17,10 +17,17 @@ import os
 import secrets
 from urllib.parse import parse_qsl, urlsplit
 
-from .._core._errors import InvalidOptionError
-from .._core._packets import ProtocolVersion, QoS, Will
-from .._options import MqttOptions
-from .._transports import TcpTransport, TlsTransport, Transport, WebSocketTransport
+from trio_mqtt import (
+    InvalidOptionError,
+    MqttOptions,
+    ProtocolVersion,
+    QoS,
+    TcpTransport,
+    TlsTransport,
+    Transport,
+    WebSocketTransport,
+    Will,
+)
 
 __all__ = ["add_connection_arguments", "default_client_id", "options_from_args"]
 

@@ -19,11 +19,9 @@ import socket
 
 import trio
 
-from .._connection import open_mqtt_connection
-from .._core._errors import MqttError
-from .._core._packets import QoS
-from .._options import MqttOptions
-from ..testing._broker import MosquittoBroker, find_mosquitto
+from trio_mqtt import MqttError, MqttOptions, QoS, open_mqtt_connection
+from trio_mqtt.testing import MosquittoBroker, find_mosquitto
+
 from ._bench import run_benchmark
 from ._connect import describe_broker, options_from_args, positive_int
 from ._exit import CliError, ExitCode, classify

@@ -14,8 +14,7 @@ import sys
 
 import trio
 
-from .._client import SubscriptionRefused
-from .._core._errors import (
+from trio_mqtt import (
     ConnectionClosed,
     ConnectionLost,
     ConnectionRefused,
@@ -24,9 +23,10 @@ from .._core._errors import (
     MqttError,
     ProtocolError,
     RequestsDone,
+    SubscriptionRefused,
+    TlsConfigurationError,
 )
-from .._transports import TlsConfigurationError
-from ..testing._broker import MosquittoError
+from trio_mqtt.testing import MosquittoError
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]

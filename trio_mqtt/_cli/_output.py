@@ -13,7 +13,7 @@ import json
 import sys
 from typing import IO, Any
 
-from .._core._packets import Properties, Publish
+from trio_mqtt import Properties, Publish
 
 __all__ = ["Console", "ProgressBar", "message_record", "properties_record"]
 

@@ -16,12 +16,18 @@ from typing import IO
 
 import trio
 
-from .._connection import open_mqtt_connection
-from .._core._errors import InvalidOptionError
-from .._core._packets import Properties, ProtocolVersion, QoS
-from .._core._reason_codes import ReasonCode
-from .._core._topics import validate_topic
-from .._requests import PublishResult, Tracker
+from trio_mqtt import (
+    InvalidOptionError,
+    Properties,
+    ProtocolVersion,
+    PublishResult,
+    QoS,
+    ReasonCode,
+    Tracker,
+    open_mqtt_connection,
+)
+from trio_mqtt.sansio import validate_topic
+
 from ._connect import non_negative_float, options_from_args, positive_int, qos_value
 from ._exit import CliError, ExitCode
 from ._output import Console
@@ -52,7 +58,12 @@ def add_pub_parser(parser: argparse.ArgumentParser) -> None:
         "-n", "--null-message", action="store_true", help="send an empty (zero-length) message"
     )
     parser.add_argument(
-        "-q", "--qos", type=qos_value, default=QoS.AT_MOST_ONCE, help="QoS (default 0)"
+        "-q",
+        "--qos",
+        type=qos_value,
+        default=QoS.AT_MOST_ONCE,
+        metavar="{0,1,2}",
+        help="QoS (default 0)",
     )
     parser.add_argument("-r", "--retain", action="store_true", help="retain the message")
     parser.add_argument(

@@ -15,11 +15,9 @@ import argparse
 
 import trio
 
-from .._connection import open_mqtt_connection
-from .._core._errors import ConnectionLost
-from .._core._packets import Publish, QoS
-from .._core._topics import validate_filter
-from .._options import ReconnectPolicy
+from trio_mqtt import ConnectionLost, Publish, QoS, ReconnectPolicy, open_mqtt_connection
+from trio_mqtt.sansio import validate_filter
+
 from ._connect import options_from_args, positive_float, positive_int, qos_value
 from ._exit import CliError, ExitCode
 from ._output import Console, message_json
@@ -41,7 +39,12 @@ def add_sub_parser(parser: argparse.ArgumentParser) -> None:
         help="topic filter to subscribe to (repeat for more)",
     )
     parser.add_argument(
-        "-q", "--qos", type=qos_value, default=QoS.AT_MOST_ONCE, help="subscription QoS (0)"
+        "-q",
+        "--qos",
+        type=qos_value,
+        default=QoS.AT_MOST_ONCE,
+        metavar="{0,1,2}",
+        help="subscription QoS (default 0)",
     )
     parser.add_argument(
         "-C", "--count", type=positive_int, help="exit after receiving this many messages"
