@@ -248,6 +248,13 @@ MALFORMED_CASES: list[tuple[str, ProtocolVersion, str, str, ReasonCode]] = [
         "properties.authentication_data",
         PROTOCOL,
     ),
+    (
+        "response-topic-wildcard",
+        V5,
+        "30 09 0001 74 05 08 0002 612b",
+        "properties.response_topic",
+        PROTOCOL,
+    ),
     ("length-5-bytes", V4, "30 ff ff ff ff 7f", "remaining length", MALFORMED),
     ("length-not-minimal", V4, "c0 80 00", "remaining length", MALFORMED),  # MQTT-1.5.5-1
     ("trailing-bytes", V4, "c0 00 00", "remaining length", MALFORMED),
@@ -429,6 +436,8 @@ ENCODE_ERRORS: list[tuple[str, ProtocolVersion, Any, type[Exception]]] = [
      Connect("c", V5, properties=Properties(session_expiry_interval=2**32)), LPE),
     ("connect-auth-data-without-method", V5,
      Connect("c", V5, properties=Properties(authentication_data=b"x")), LPE),
+    ("response-topic-wildcard", V5,
+     Publish("t", properties=Properties(response_topic="a/#")), ITE),
     ("user-property-not-pair", V5,
      PubAck(1, 0, Properties(user_properties=(("a",),))), LPE),  # type: ignore[arg-type]
 ]  # fmt: skip

@@ -69,6 +69,8 @@ def _property_value(info: Any, ptype: int) -> st.SearchStrategy[Any]:
         if ptype == PacketType.PUBLISH:
             return st.lists(ints, min_size=1, max_size=3).map(tuple)
         return ints.map(lambda value: (value,))
+    if info.name == "response_topic":
+        return topics  # a topic name (MQTT-3.3.2-14)
     if info.name == "user_properties":
         return st.lists(st.tuples(text, text), min_size=1, max_size=3).map(tuple)
     if wire == WireType.STRING:

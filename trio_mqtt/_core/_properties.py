@@ -18,7 +18,7 @@ from dataclasses import MISSING, field, fields, make_dataclass
 from operator import attrgetter
 from typing import Any, NamedTuple, TypeAlias
 
-from ._errors import LocalProtocolError
+from ._errors import InvalidTopicError, LocalProtocolError
 from ._packets import NO_PROPERTIES, PacketType, Properties
 from ._primitives import (
     BYTES1,
@@ -240,9 +240,10 @@ def decode_properties(buf: Buf, pos: int, end: int, ptype: int) -> tuple[Propert
     values: dict[str, Any] = {}
     lists = False
     while pos < stop:
-        row = _DECODE_ROWS[buf[pos]]
+        ident = buf[pos]
+        row = _DECODE_ROWS[ident]
         if row is None:
-            raise fail(f"unknown property identifier 0x{buf[pos]:02x}", "properties", pos)
+            raise fail(f"unknown property identifier 0x{ident:02x}", "properties", pos)
         name, field_name, wire, allowed, repeatable, low, high, reader = row
         if not allowed & bit:
             raise fail(f"property {name} is not allowed in {_TYPE_NAMES[ptype]}", "properties", pos)
@@ -257,6 +258,13 @@ def decode_properties(buf: Buf, pos: int, end: int, ptype: int) -> tuple[Propert
             if wire <= _V and not low <= value <= high:
                 raise fail(
                     f"property {name} has the invalid value {value}",
+                    field_name,
+                    start,
+                    ReasonCode.PROTOCOL_ERROR,
+                )
+            if ident == 0x08 and ("+" in value or "#" in value or not value):
+                raise fail(
+                    "Response Topic is not a valid topic name (MQTT-3.3.2-14)",
                     field_name,
                     start,
                     ReasonCode.PROTOCOL_ERROR,
@@ -289,6 +297,8 @@ def _encode_value(info: PropertyInfo, value: Any) -> bytes:
     field = "properties." + info.name
     wire = info.wire_type
     if wire == _S:
+        if info.identifier == 0x08 and ("+" in value or "#" in value or not value):
+            raise InvalidTopicError(f"response_topic is not a valid topic name: {value!r}")
         return pack_str(value, field)
     if wire == _D:
         return pack_binary(value, field)
