@@ -24,6 +24,7 @@ from ._packets import (
     Properties,
     ProtocolVersion,
     Publish,
+    PubRel,
     QoS,
     Subscribe,
     Subscription,
@@ -31,7 +32,7 @@ from ._packets import (
 )
 from ._reason_codes import ReasonCode
 
-__all__ = ["ConnectionState", "SessionStatistics"]
+__all__ = ["ConnectionState", "SessionSnapshot", "SessionStatistics"]
 
 #: Largest packet MQTT can express (fixed header included); "no limit" in MQTT 5 negotiation.
 MQTT_MAX_PACKET = 268_435_460
@@ -91,6 +92,21 @@ class SessionStatistics:
     pings_sent: int = 0
     publishes_discarded: int = 0
     sessions_lost: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSnapshot:
+    """The part of a client session that must outlive the process (see ``export_session``).
+
+    Attributes:
+        outgoing: the unfinished outgoing QoS 1/2 flows in send order: a :class:`Publish`
+            (with its packet id) awaits PUBACK or PUBREC, a :class:`PubRel` awaits PUBCOMP.
+        incoming: packet ids of incoming QoS 2 messages we answered with PUBREC and whose
+            PUBREL has not arrived yet (delivering them again would duplicate them).
+    """
+
+    outgoing: tuple[Publish | PubRel, ...] = ()
+    incoming: tuple[int, ...] = ()
 
 
 class Flow:
@@ -190,6 +206,14 @@ class _SessionBase:
     def held_packet_ids(self) -> frozenset[int]:
         """Packet ids currently held by outgoing flows (for tests and debugging)."""
         return frozenset(self._flows)
+
+    def outgoing_publish(self, packet_id: int) -> Publish | None:
+        """The full (unaliased) PUBLISH an outgoing flow holds under ``packet_id``, if any."""
+        flow = self._flows.get(packet_id)
+        if flow is None or flow.kind == AWAIT_PUBCOMP:
+            return None
+        packet = flow.packet
+        return packet if isinstance(packet, Publish) else None
 
     def data_to_send(self) -> bytes:
         """Return every byte queued for the wire since the last call (``b""`` if none)."""

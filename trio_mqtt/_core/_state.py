@@ -73,6 +73,7 @@ from ._packets import (
     Publish,
     PubRec,
     PubRel,
+    QoS,
     SubAck,
     Subscribe,
     Subscription,
@@ -85,13 +86,15 @@ from ._session import (
     AWAIT_PUBCOMP,
     AWAIT_PUBREC,
     AWAIT_SUBACK,
+    IN_QOS2_RECEIVED,
     MQTT_MAX_PACKET,
     ConnectionState,
     Flow,
+    SessionSnapshot,
     SessionStatistics,
 )
 
-__all__ = ["ClientState", "ConnectionState", "SessionStatistics"]
+__all__ = ["ClientState", "ConnectionState", "SessionSnapshot", "SessionStatistics"]
 
 
 class ClientState(_OutgoingMixin, _IncomingMixin):
@@ -124,6 +127,61 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
             Unsubscribe: self._on_forbidden,
             PingReq: self._on_forbidden,
         }
+
+    def export_session(self) -> SessionSnapshot:
+        """The session state a restarted process needs to resume without loss or duplicates.
+
+        Unfinished outgoing QoS 1/2 flows in send order, and incoming QoS 2 packet ids
+        awaiting PUBREL. Publishes still waiting for a window slot, pending
+        SUBSCRIBE/UNSUBSCRIBE requests and incoming messages not yet acked by the application
+        (manual acks; the broker sends those again) are not part of it.
+        """
+        outgoing: list[Publish | PubRel] = []
+        for pid, flow in self._flows.items():
+            kind = flow.kind
+            if kind == AWAIT_PUBCOMP:
+                outgoing.append(PubRel(pid))
+            elif kind in (AWAIT_PUBACK, AWAIT_PUBREC):
+                assert isinstance(flow.packet, Publish)
+                outgoing.append(flow.packet)
+        incoming = tuple(pid for pid, held in self._incoming.items() if held == IN_QOS2_RECEIVED)
+        return SessionSnapshot(tuple(outgoing), incoming)
+
+    def restore_session(self, snapshot: SessionSnapshot) -> None:
+        """Load a session saved by :meth:`export_session` (before the first :meth:`connect`).
+
+        The restored flows behave as if this object had sent them: a CONNACK with session
+        present replays them (PUBLISH with DUP=1, PUBREL) with their packet ids; without it
+        the session-loss rules apply. Restored flows carry no tag, so they report no
+        :class:`PublishDone`.
+
+        Raises:
+            LocalProtocolError: the session already holds state or has connected, or the
+                snapshot is inconsistent (QoS 0 publish, packet id 0 or used twice).
+        """
+        if self.state is not ConnectionState.DISCONNECTED or self._decoder is not None:
+            raise LocalProtocolError("a session can only be restored before the first connect")
+        if self._flows or self._waiting or self._incoming:
+            raise LocalProtocolError("cannot restore into a session that holds state")
+        flows: dict[int, Flow] = {}
+        for packet in snapshot.outgoing:
+            pid = packet.packet_id
+            if not 0 < pid <= 65535 or pid in flows:
+                raise LocalProtocolError(f"snapshot: bad or repeated packet id {pid}")
+            if isinstance(packet, PubRel):
+                # The message itself is the broker's now; only its id matters.
+                held = Publish("", b"", QoS.EXACTLY_ONCE, False, False, pid)
+                flows[pid] = Flow(AWAIT_PUBCOMP, held, None)
+            elif packet.qos == 1 or packet.qos == 2:
+                kind = AWAIT_PUBACK if packet.qos == 1 else AWAIT_PUBREC
+                flows[pid] = Flow(kind, replace(packet, qos=QoS(packet.qos)), None)
+            else:
+                raise LocalProtocolError("snapshot: a QoS 0 publish has no session state")
+        self._flows = flows
+        self._inflight = len(flows)
+        if flows:
+            self._last_id = next(reversed(flows))
+        self._incoming = dict.fromkeys(snapshot.incoming, IN_QOS2_RECEIVED)
 
     def connect(self, now: float) -> None:
         """Start a new network connection: reset per-connection state and queue CONNECT."""
