@@ -67,9 +67,12 @@ TESTED = {
 }
 
 
-def test_every_async_example_has_a_test() -> None:
+def test_every_async_example_has_a_test_and_a_docs_section() -> None:
     found = {path.name for path in EXAMPLES.glob("*.py") if not path.name.startswith("sync_")}
     assert found == TESTED
+    page = (ROOT / "docs" / "examples.rst").read_text(encoding="utf-8")
+    for name in sorted(found):
+        assert f".. literalinclude:: ../examples/{name}\n" in page, name
 
 
 def test_async_pubsub(mosquitto: MosquittoBroker) -> None:
