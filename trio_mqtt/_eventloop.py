@@ -75,6 +75,7 @@ from ._requests import (
     UnsubscribeRequest,
     UnsubscribeResult,
 )
+from ._store import StoreBinding
 from ._transports import translate_stream_error
 
 if sys.version_info < (3, 11):  # pragma: no cover
@@ -150,6 +151,11 @@ class EventLoop:
         self._packets_received = 0
         self._bytes_sent = 0
         self._bytes_received = 0
+        store = options.session_store
+        #: the session store's hooks (None without a store: nothing on the hot path)
+        self._store = (
+            None if store is None else StoreBinding(store, options.client_id, options.clean_start)
+        )
 
     # ================================================================= validation
     def _check_publish(self, request: PublishRequest) -> None:
@@ -202,6 +208,8 @@ class EventLoop:
         events = self._state.take_events()
         if not events:
             return
+        if self._store is not None:
+            self._store.record(events)
         buffer = self._events
         for event in events:
             kind = type(event)
@@ -409,6 +417,21 @@ class EventLoop:
 
     # ================================================================= session
     async def _session(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the session; with a session store, load it first and save it at the end."""
+        store = self._store
+        if store is None:
+            await self._run_session(task_status)
+            return
+        try:
+            await store.start(self._state)
+            await self._run_session(task_status)
+        finally:
+            with trio.CancelScope(shield=True):
+                await store.finish()
+
+    async def _run_session(
+        self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Connect, run, reconnect; ends when the session ends locally."""
         policy = self.options.reconnect
         attempt = 0
@@ -503,6 +526,8 @@ class EventLoop:
 
     async def _send(self, stream: trio.abc.Stream, data: bytes) -> None:
         if data:
+            if self._store is not None and self._store.pending:
+                await self._store.flush()
             await stream.send_all(data)
             self._bytes_sent += len(data)
 
@@ -608,6 +633,9 @@ class EventLoop:
                 pending.clear()
                 size = 0
                 rounds = last_data_round = 0
+                if self._store is not None and self._store.pending:
+                    # what these bytes describe is durable before the broker can see it
+                    await self._store.flush()
                 with _translate_io_errors("sending failed"):
                     await stream.send_all(blob)
                 self._bytes_sent += len(blob)

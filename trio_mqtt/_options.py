@@ -17,6 +17,7 @@ from ._core._config import Authenticator, SessionConfig
 from ._core._errors import InvalidOptionError, InvalidTopicError
 from ._core._packets import Properties, ProtocolVersion, Will
 from ._core._topics import validate_topic
+from ._store import SessionStore
 from ._transports import TcpTransport, Transport
 
 __all__ = ["MqttOptions", "ReconnectPolicy"]
@@ -122,6 +123,11 @@ class MqttOptions:
         reconnect: reconnect automatically with this policy (``None`` = never by itself;
             calling :meth:`MqttConnection.poll` again after an error still reconnects).
         transport: how to reach the broker (TCP by default).
+        session_store: where the session is kept beyond this connection, keyed by
+            ``client_id`` (needs a non-empty one): a :class:`MemorySessionStore` carries it to
+            the next connection in this process, a :class:`SqliteSessionStore` across a crash
+            and restart. ``None`` (default): the session lives in this connection only. A
+            clean start discards what the store holds. See :doc:`/reconnects`.
     """
 
     client_id: str
@@ -152,6 +158,7 @@ class MqttOptions:
     restore_subscriptions: bool = True
     reconnect: ReconnectPolicy | None = None
     transport: Transport = field(default_factory=TcpTransport)
+    session_store: SessionStore | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -168,6 +175,11 @@ class MqttOptions:
             raise InvalidOptionError(
                 "an empty client_id needs clean_start=True in MQTT 3.1.1 (MQTT-3.1.3-7)"
             )
+        if self.session_store is not None:
+            if not isinstance(self.session_store, SessionStore):
+                raise InvalidOptionError("session_store must implement the SessionStore protocol")
+            if not self.client_id:
+                raise InvalidOptionError("a session store needs a non-empty client_id")
         if not isinstance(self.host, str) or not self.host:
             raise InvalidOptionError("host must be a non-empty string")
         _check_range("port", self.port, 0, 65535)

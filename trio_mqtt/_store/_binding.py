@@ -1,0 +1,135 @@
+"""Connects a session store to the event loop: restore, record, flush, final save.
+
+Theory of operation
+-------------------
+The core's events already say how the session changes, so the store needs no hooks inside the
+state machine:
+
+========================================  ============================================
+event                                     change
+========================================  ============================================
+``Outgoing(Publish)`` with QoS 1/2        SENT (the full publish, aliases undone)
+``Outgoing(PubRel)``                      RELEASED (the flow awaits PUBCOMP)
+``Incoming(PubAck)``                      DONE at stage 1
+``Incoming(PubRec)`` with a failure code  DONE at stage 2 (no PUBREL follows)
+``Incoming(PubComp)``                     DONE at stage 3
+``Outgoing(PubRec)`` with success         HOLD_INCOMING (id kept until PUBREL)
+``Outgoing(PubComp)``                     RELEASE_INCOMING
+``SessionLost``                           CLEARED (what the core re-sends shows up as
+                                          new SENT changes)
+========================================  ============================================
+
+The writer calls :meth:`StoreBinding.flush` before every ``send_all``, so the changes behind
+the bytes about to leave are committed first, in one transaction per batch: a PUBLISH is on
+disk before the broker can see it, an incoming QoS 2 id is held on disk before our PUBREC
+leaves (else a crash plus the broker's re-send would deliver it twice), and the id is released
+on disk before our PUBCOMP leaves. Acknowledgements that need no answer (PUBACK, PUBCOMP) are
+committed with the next batch or the final save; a crash before that re-sends the message
+(QoS 1, allowed) or a PUBREL the broker answers harmlessly (QoS 2).
+"""
+
+from __future__ import annotations
+
+from .._core._events import Event, Incoming, Outgoing, SessionLost
+from .._core._packets import NO_PROPERTIES, PubAck, PubComp, Publish, PubRec, PubRel
+from .._core._session import SessionSnapshot
+from .._core._state import ClientState
+from ._base import STAGE_PUBREL, STAGE_QOS1, STAGE_QOS2, ChangeKind, SessionChange, SessionStore
+
+__all__ = ["StoreBinding"]
+
+_SENT = ChangeKind.SENT
+_DONE = ChangeKind.DONE
+
+
+class StoreBinding:
+    """The event loop's side of a :class:`~trio_mqtt.SessionStore` (one per connection).
+
+    Args:
+        store: the store.
+        client_id: the key of the session.
+        clean_start: when True the stored session is discarded instead of restored (the broker
+            discards its side too).
+    """
+
+    def __init__(self, store: SessionStore, client_id: str, clean_start: bool) -> None:
+        self.store = store
+        self.client_id = client_id
+        self.clean_start = clean_start
+        #: True when changes are waiting for :meth:`flush`.
+        self.pending = False
+        self._durable = bool(store.durable)
+        self._changes: list[SessionChange] = []
+        self._state: ClientState | None = None
+        self._opened = False
+
+    async def start(self, state: ClientState) -> None:
+        """Open the store and load its session into ``state`` (before the first connect)."""
+        snapshot = await self.store.open(self.client_id)
+        self._opened = True
+        if self.clean_start:
+            if snapshot.outgoing or snapshot.incoming:
+                await self.store.save(SessionSnapshot())
+        else:
+            state.restore_session(snapshot)
+        # Only now may the final save overwrite the store with this state.
+        self._state = state
+
+    def record(self, events: list[Event]) -> None:
+        """Turn the core's events into changes (see the module doc); cheap and synchronous."""
+        if not self._durable:
+            return
+        changes = self._changes
+        for event in events:
+            if isinstance(event, Outgoing):
+                packet = event.packet
+                if isinstance(packet, Publish):
+                    if packet.qos:
+                        props = packet.properties
+                        if props is not NO_PROPERTIES and props.topic_alias is not None:
+                            assert self._state is not None
+                            packet = self._state.outgoing_publish(packet.packet_id) or packet
+                        changes.append(SessionChange(_SENT, packet.packet_id, packet))
+                elif isinstance(packet, PubRel):
+                    changes.append(SessionChange(ChangeKind.RELEASED, packet.packet_id))
+                elif isinstance(packet, PubRec):
+                    if packet.reason_code < 0x80:
+                        changes.append(SessionChange(ChangeKind.HOLD_INCOMING, packet.packet_id))
+                elif isinstance(packet, PubComp):
+                    changes.append(SessionChange(ChangeKind.RELEASE_INCOMING, packet.packet_id))
+            elif isinstance(event, Incoming):
+                packet = event.packet
+                if isinstance(packet, PubAck):
+                    changes.append(SessionChange(_DONE, packet.packet_id, None, STAGE_QOS1))
+                elif isinstance(packet, PubComp):
+                    changes.append(SessionChange(_DONE, packet.packet_id, None, STAGE_PUBREL))
+                elif isinstance(packet, PubRec) and packet.reason_code >= 0x80:
+                    changes.append(SessionChange(_DONE, packet.packet_id, None, STAGE_QOS2))
+            elif isinstance(event, SessionLost):
+                # Everything recorded so far is void; the re-sent publishes follow as SENT.
+                changes.clear()
+                changes.append(SessionChange(ChangeKind.CLEARED, 0))
+        self.pending = bool(changes)
+
+    async def flush(self) -> None:
+        """Commit the recorded changes (one batch) before the bytes they describe are sent."""
+        changes = self._changes
+        if not changes:
+            self.pending = False
+            return
+        self._changes = []
+        self.pending = False
+        await self.store.apply(changes)
+
+    async def finish(self) -> None:
+        """Save the final session and release the store (the connection is over)."""
+        if not self._opened:
+            return
+        self._opened = False
+        try:
+            if self._state is not None:
+                self._changes = []
+                self.pending = False
+                await self.store.save(self._state.export_session())
+        finally:
+            await self.store.close()
