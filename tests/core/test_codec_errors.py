@@ -90,7 +90,13 @@ MALFORMED_CASES: list[tuple[str, ProtocolVersion, str, str, ReasonCode]] = [
         "properties.topic_alias",
         PROTOCOL,
     ),
-    ("publish-alias-0", V5, "30 07 0001 74 03 23 0000", "properties.topic_alias", PROTOCOL),
+    (
+        "publish-alias-0",
+        V5,
+        "30 07 0001 74 03 23 0000",
+        "properties.topic_alias",
+        ReasonCode.TOPIC_ALIAS_INVALID,
+    ),
     (
         "publish-payload-format-2",
         V5,

@@ -260,7 +260,8 @@ def decode_properties(buf: Buf, pos: int, end: int, ptype: int) -> tuple[Propert
                     f"property {name} has the invalid value {value}",
                     field_name,
                     start,
-                    ReasonCode.PROTOCOL_ERROR,
+                    # a Topic Alias of 0 is "Topic Alias invalid" (MQTT-3.3.2-8)
+                    ReasonCode.TOPIC_ALIAS_INVALID if ident == 0x23 else ReasonCode.PROTOCOL_ERROR,
                 )
             if ident == 0x08 and ("+" in value or "#" in value or not value):
                 raise fail(
