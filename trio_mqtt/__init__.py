@@ -62,6 +62,11 @@ from ._requests import (
     Tracker as Tracker,
     UnsubscribeResult as UnsubscribeResult,
 )
+from ._store import (
+    MemorySessionStore as MemorySessionStore,
+    SessionStore as SessionStore,
+    SqliteSessionStore as SqliteSessionStore,
+)
 from ._transports import (
     CertificateVerificationError as CertificateVerificationError,
     HttpProxy as HttpProxy,
@@ -98,6 +103,7 @@ __all__ = [
     "KeepAliveTimeout",
     "LocalProtocolError",
     "MalformedPacketError",
+    "MemorySessionStore",
     "MessageStream",
     "MqttConnection",
     "MqttError",
@@ -119,6 +125,8 @@ __all__ = [
     "RequestsDone",
     "RetainHandling",
     "SessionLost",
+    "SessionStore",
+    "SqliteSessionStore",
     "StreamLayer",
     "SubscribeResult",
     "Subscription",
