@@ -53,6 +53,7 @@ from ._core._packets import (
 from ._core._state import (
     ClientState as ClientState,
     ConnectionState as ConnectionState,
+    SessionSnapshot as SessionSnapshot,
     SessionStatistics as SessionStatistics,
 )
 from ._core._topics import (
@@ -65,11 +66,13 @@ from ._core._topics import (
     validate_filter as validate_filter,
     validate_topic as validate_topic,
 )
+from ._store._base import ChangeKind as ChangeKind, SessionChange as SessionChange
 
 __all__ = [
     "NO_PROPERTIES",
     "Auth",
     "Authenticator",
+    "ChangeKind",
     "ClientState",
     "ConnAck",
     "Connect",
@@ -95,8 +98,10 @@ __all__ = [
     "PublishDropped",
     "QoS",
     "RetainHandling",
+    "SessionChange",
     "SessionConfig",
     "SessionLost",
+    "SessionSnapshot",
     "SessionStatistics",
     "SubAck",
     "Subscribe",
