@@ -54,8 +54,9 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
     session.install("ruff")
-    session.run("ruff", "check", "trio_mqtt", "tests", "bench", "noxfile.py")
-    session.run("ruff", "format", "--check", "trio_mqtt", "tests", "bench", "noxfile.py")
+    paths = ("trio_mqtt", "tests", "bench", "examples", "noxfile.py")
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", *paths)
 
 
 @nox.session

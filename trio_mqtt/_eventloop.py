@@ -91,6 +91,8 @@ COALESCE_ROUNDS = 32
 #: publishes that may wait for the writer before publishers are held back
 MAX_UNFLUSHED = 256
 FATAL_FLUSH_TIMEOUT = 1.0
+#: longest wait for the broker to close its side after our DISCONNECT
+DISCONNECT_LINGER = 1.0
 
 
 @contextmanager
@@ -643,6 +645,13 @@ class EventLoop:
             if self._fatal is not None:
                 raise self._fatal
             if self._end is not None:
+                if state.state is ConnectionState.CLOSED:
+                    # DISCONNECT is written; give the broker a moment to read it (and our last
+                    # acks) before the socket goes. Closing at once can let a reconnect with
+                    # the same client id take the session over first, and then the broker
+                    # publishes the will although we said goodbye. The reader ends this wait
+                    # as soon as the broker closes its side.
+                    await trio.sleep(DISCONNECT_LINGER)
                 assert self._io_scope is not None
                 self._io_scope.cancel()
                 return

@@ -14,6 +14,7 @@ from typing import Generic, TypeVar
 import trio
 
 from ._core._packets import NO_PROPERTIES, Properties, QoS, Subscription
+from ._core._reason_codes import ReasonCode
 
 __all__ = [
     "AckRequest",
@@ -30,6 +31,13 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+def _reason(code: int) -> ReasonCode | int:
+    try:
+        return ReasonCode(code)
+    except ValueError:
+        return code
 
 
 class Tracker(Generic[T]):
@@ -89,6 +97,11 @@ class PublishResult:
         """True when the broker accepted the message."""
         return self.reason_code < 0x80
 
+    @property
+    def reason(self) -> ReasonCode | int:
+        """:attr:`reason_code` as a :class:`~trio_mqtt.ReasonCode` (the int if unknown)."""
+        return _reason(self.reason_code)
+
 
 @dataclass(frozen=True, slots=True)
 class SubscribeResult:
@@ -102,6 +115,16 @@ class SubscribeResult:
     def is_success(self) -> bool:
         """True when every filter was granted."""
         return all(code < 0x80 for code in self.reason_codes)
+
+    @property
+    def granted_qos(self) -> tuple[QoS | None, ...]:
+        """The QoS granted per filter, ``None`` where the broker refused the filter."""
+        return tuple(QoS(code) if code < 3 else None for code in self.reason_codes)
+
+    @property
+    def reasons(self) -> tuple[ReasonCode | int, ...]:
+        """:attr:`reason_codes` as :class:`~trio_mqtt.ReasonCode` values."""
+        return tuple(_reason(code) for code in self.reason_codes)
 
 
 @dataclass(frozen=True, slots=True)
