@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import NoReturn
 
 from ._codec import encode, encoded_size
+from ._codec_v4 import new_publish
 from ._errors import LocalProtocolError, PacketTooLargeError
 from ._events import PublishDone, SubscribeDone, UnsubscribeDone
 from ._packets import (
@@ -130,7 +131,7 @@ class _OutgoingMixin(_SessionBase):
             if level:
                 pid = self._allocate_id()
             if pid or not level:
-                packet = Publish(topic, payload, level, retain, False, pid, properties)
+                packet = new_publish(topic, payload, level, retain, False, pid, properties)
                 data = encode(packet, self._version)  # also validates every field
                 if len(data) > self._max_out:
                     self._last_id = last_id
@@ -139,7 +140,7 @@ class _OutgoingMixin(_SessionBase):
                 return
         # A waiting QoS 1/2 publish is encoded now with the placeholder id 1 (validating it and
         # giving its exact size); the real id is patched in when it enters the window.
-        packet = Publish(topic, payload, level, retain, False, 1 if level else 0, properties)
+        packet = new_publish(topic, payload, level, retain, False, 1 if level else 0, properties)
         data = encode(packet, self._version)
         if len(data) > self._max_out:
             raise PacketTooLargeError(len(data), self._max_out)
@@ -258,7 +259,7 @@ class _OutgoingMixin(_SessionBase):
                 if not pid:
                     return
                 props = packet.properties
-                packet = Publish(
+                packet = new_publish(
                     packet.topic, packet.payload, qos, packet.retain, False, pid, props
                 )
                 if props is NO_PROPERTIES:
