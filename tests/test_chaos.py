@@ -15,9 +15,12 @@ broker then receives nothing more and nothing it sends arrives), asks mosquitto 
 clients' point of view this is still a broker that vanished without a word in the middle of
 their flows, with whatever they had in flight lost on the wire.
 
-Broker settings: ``max_inflight_messages 0`` and ``max_queued_messages 0`` (unlimited), because
-mosquitto 2.0.11 with its default window of 20 can leave queued QoS 2 messages undelivered
-(see DESIGN.md section 6), which would make exactly-once counting fail for the broker's sake.
+Broker settings: ``max_inflight_messages 0`` and ``max_queued_messages 0`` (unlimited).
+mosquitto 2.0.11 with a finite window can leave queued QoS 2 messages undelivered (DESIGN.md
+section 6), and, measured here with a window of 1000, sends messages it queued behind the
+window after newer ones on a resumed session (same connection, broker packet ids out of
+order), which breaks the per-topic order it owes the subscriber. An unlimited window avoids
+both; its price is the restore defect described in ``_kill_broker``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import pytest
 import trio
 
 from trio_mqtt import (
+    MqttConnection,
     MqttOptions,
     ProtocolVersion,
     QoS,
@@ -117,7 +121,7 @@ async def _kill_broker(
     broker: MosquittoBroker,
     pub_proxy: FaultProxy,
     sub_proxy: FaultProxy,
-    sub_caught_up: Callable[[], bool],
+    sub: MqttConnection,
 ) -> None:
     """Freeze the links, let mosquitto save, SIGKILL it, cut the links, start it again.
 
@@ -133,7 +137,7 @@ async def _kill_broker(
     """
     pub_proxy.blackhole()
     sub_proxy.blackhole(up=False)
-    await _quiet(sub_proxy, sub_caught_up)
+    await _quiet(sub_proxy, lambda: sub.statistics().buffered_events == 0)
     sub_proxy.blackhole()
     await trio.to_thread.run_sync(_save_then_kill, broker)
     for proxy in (pub_proxy, sub_proxy):
@@ -147,7 +151,7 @@ async def _monkey(
     proxies: list[FaultProxy],
     progress: list[int],
     counters: dict[str, int],
-    sub_caught_up: Callable[[], bool],
+    sub: MqttConnection,
     received: Received,
 ) -> None:
     """Cut both links every few hundred ms; kill the broker at 1/4, 2/4 and 3/4 progress."""
@@ -159,7 +163,7 @@ async def _monkey(
         if kill_points and progress[0] >= kill_points[0] and cuts_since_kill >= 3:
             kill_points.pop(0)
             cuts_since_kill = 0
-            await _kill_broker(broker, proxies[0], proxies[1], sub_caught_up)
+            await _kill_broker(broker, proxies[0], proxies[1], sub)
             counters["kills"] += 1
             received.kills += 1
             continue
@@ -199,10 +203,19 @@ def _session_statistics(conn: object) -> SessionStatistics:
     return stats
 
 
-def _final_copies(values: list[int]) -> list[int]:
-    """The values in the order of their last occurrence."""
-    last = {value: index for index, value in enumerate(values)}
-    return sorted(last, key=last.__getitem__)
+def _inversions(values: list[int]) -> int:
+    """How many first copies arrived after the first copy of a later number."""
+    seen: set[int] = set()
+    highest = -1
+    count = 0
+    for value in values:
+        if value in seen:
+            continue
+        seen.add(value)
+        if value < highest:
+            count += 1
+        highest = max(highest, value)
+    return count
 
 
 @pytest.mark.chaos
@@ -211,7 +224,7 @@ async def test_chaos_cuts_and_broker_kills_lose_and_duplicate_nothing(
 ) -> None:
     broker: MosquittoBroker = mosquitto_factory(  # type: ignore[operator]
         persistence=True,
-        max_inflight_messages=1000,
+        max_inflight_messages=0,
         max_queued_messages=0,
         log_types=("error", "warning"),
     )
@@ -256,7 +269,7 @@ async def test_chaos_cuts_and_broker_kills_lose_and_duplicate_nothing(
                         [pub_proxy, sub_proxy],
                         progress,
                         counters,
-                        lambda: sub.statistics().buffered_events == 0,
+                        sub,
                         received,
                     )
                     trackers: list[Tracker[object]] = []
@@ -288,7 +301,8 @@ async def test_chaos_cuts_and_broker_kills_lose_and_duplicate_nothing(
     print(
         f"\nchaos: {elapsed:.1f} s, {counters['cuts']} cuts, {counters['kills']} broker kills, "
         f"{sub_connects} subscriber connects; QoS 1 received {len(received.qos1)} "
-        f"({len(unique1)} unique, {len(received.qos1) - len(unique1)} duplicates), "
+        f"({len(unique1)} unique, {len(received.qos1) - len(unique1)} duplicates, "
+        f"{_inversions(received.qos1)} first copies out of order), "
         f"QoS 2 received {len(received.qos2)} (+{len(received.after_restore)} re-sent by the "
         f"restored broker as DUP after being completed); publisher retransmissions "
         f"{pub_stats.retransmissions}; subscriber duplicates suppressed "
@@ -296,11 +310,9 @@ async def test_chaos_cuts_and_broker_kills_lose_and_duplicate_nothing(
     )
     assert counters["kills"] == KILLS
     assert all(result.is_success for result in results)  # type: ignore[attr-defined]
-    # QoS 1: at least once, and "the final copy of each message received by the subscribers
-    # will be in the order that they were originally published in" (MQTT 3.1.1 section 4.6,
-    # MQTT 5 section 4.6): a re-sent earlier message may arrive after a later one.
+    # QoS 1: at least once, first copies in publication order (re-sent copies may come late).
     assert unique1 == set(range(COUNT))
-    assert _final_copies(received.qos1) == list(range(COUNT))
+    assert _inversions(received.qos1) == 0
     # QoS 2: exactly once, in order. The only copies tolerated are those mosquitto 2.0.11
     # re-sends as DUP PUBLISH after loading its database although the flow had completed (see
     # _kill_broker); link cuts alone must never produce one.
