@@ -20,6 +20,7 @@ from __future__ import annotations
 ADAPTERS: dict[str, str] = {
     "raw-socket": "bench.adapters.raw_adapter",
     "trio-mqtt": "bench.adapters.trio_mqtt_adapter",
+    "trio-mqtt-await": "bench.adapters.trio_mqtt_adapter",
     "paho-mqtt": "bench.adapters.paho_adapter",
     "gmqtt": "bench.adapters.gmqtt_adapter",
     "aiomqtt": "bench.adapters.aiomqtt_adapter",
@@ -34,4 +35,6 @@ ADAPTERS: dict[str, str] = {
 EXTRAS: tuple[str, ...] = ("trio-mqtt-v5",)
 
 #: Clients that are neither the raw-socket ceiling nor trio-mqtt itself.
-PEERS: tuple[str, ...] = tuple(n for n in ADAPTERS if n not in ("raw-socket", "trio-mqtt", *EXTRAS))
+PEERS: tuple[str, ...] = tuple(
+    n for n in ADAPTERS if n not in ("raw-socket", "trio-mqtt", "trio-mqtt-await", *EXTRAS)
+)
