@@ -123,7 +123,7 @@ class SubscribeResult:
 
     @property
     def reasons(self) -> tuple[ReasonCode | int, ...]:
-        """:attr:`reason_codes` as :class:`~trio_mqtt.ReasonCode` values."""
+        """``reason_codes`` as :class:`~trio_mqtt.ReasonCode` values."""
         return tuple(_reason(code) for code in self.reason_codes)
 
 
