@@ -3,9 +3,11 @@ and a broker restart that loses the session. Real time, small keep alive values.
 
 from __future__ import annotations
 
+import pytest
 import trio
 
 from trio_mqtt import (
+    ConnectionLost,
     Disconnected,
     KeepAliveTimeout,
     MqttOptions,
@@ -16,7 +18,7 @@ from trio_mqtt import (
     SessionLost,
     open_mqtt_connection,
 )
-from trio_mqtt.testing import MosquittoBroker, open_fault_proxy
+from trio_mqtt.testing import FaultProxy, MosquittoBroker, open_fault_proxy
 
 FAST_RECONNECT = ReconnectPolicy(initial_delay=0.05, max_delay=0.2)
 
@@ -148,3 +150,72 @@ async def test_session_lost_reports_dropped_publishes(mosquitto: MosquittoBroker
     ]
     assert len(outcomes) == 10
     assert all(isinstance(result, Exception) for result in outcomes)  # never silent
+
+
+async def _round_trip_through(
+    mosquitto: MosquittoBroker, proxy: FaultProxy, client_id: str, count: int
+) -> list[bytes]:
+    """Subscribe and publish ``count`` QoS 2 messages through ``proxy``; return what arrived."""
+    options = MqttOptions(
+        client_id,
+        proxy.host,
+        proxy.port,
+        clean_start=False,
+        protocol_version=ProtocolVersion.V5,
+        session_expiry_interval=60,
+        reconnect=FAST_RECONNECT,
+    )
+    got: list[bytes] = []
+    async with open_mqtt_connection(options) as conn:
+        await conn.client.subscribe(f"{client_id}/t", QoS.EXACTLY_ONCE)
+        trackers = [
+            await conn.client.publish_tracked(f"{client_id}/t", str(n), qos=QoS.EXACTLY_ONCE)
+            for n in range(count)
+        ]
+        async for message in conn.messages():
+            got.append(message.payload)
+            if len(got) == count:
+                break
+        for tracker in trackers:
+            assert (await tracker.wait()).is_success
+    return got
+
+
+async def test_single_byte_writes_and_latency(mosquitto: MosquittoBroker) -> None:
+    with trio.fail_after(30):
+        async with open_fault_proxy(mosquitto.host, mosquitto.port) as proxy:
+            proxy.split_writes = True
+            proxy.delay = 0.001
+            got = await _round_trip_through(mosquitto, proxy, "split", 30)
+    assert got == [str(n).encode() for n in range(30)]
+    assert proxy.statistics().cuts == 0
+
+
+@pytest.mark.parametrize("down", [1, 2, 5, 9])
+async def test_cut_mid_packet_then_exactly_once(mosquitto: MosquittoBroker, down: int) -> None:
+    # The link to the client dies a few bytes into the broker's traffic (inside SUBACK or a
+    # PUBLISH); the session resumes and every QoS 2 message still arrives exactly once.
+    with trio.fail_after(30):
+        async with open_fault_proxy(mosquitto.host, mosquitto.port) as proxy:
+            proxy.cut_after(down=4 + down)  # CONNACK (4-5 bytes) then part of the next packet
+            got = await _round_trip_through(mosquitto, proxy, f"midcut{down}", 20)
+            assert proxy.statistics().cuts >= 1
+    assert got == [str(n).encode() for n in range(20)]
+
+
+async def test_connection_reset_is_a_connection_loss_and_recovers(
+    mosquitto: MosquittoBroker,
+) -> None:
+    with trio.fail_after(20):
+        async with open_fault_proxy(mosquitto.host, mosquitto.port) as proxy:
+            options = MqttOptions("rst", proxy.host, proxy.port, reconnect=FAST_RECONNECT)
+            async with open_mqtt_connection(options) as conn:
+                await conn.client.subscribe("rst", QoS.AT_LEAST_ONCE)
+                proxy.reset()
+                while not isinstance(event := await conn.poll(), Disconnected):
+                    pass
+                assert isinstance(event.error, ConnectionLost)
+                await conn.client.publish("rst", b"again", qos=QoS.AT_LEAST_ONCE)
+                async for message in conn.messages():
+                    assert message.payload == b"again"
+                    break
