@@ -87,6 +87,8 @@ class StoreBinding:
                     if packet.qos:
                         props = packet.properties
                         if props is not NO_PROPERTIES and props.topic_alias is not None:
+                            # The event loop records right after each core call, so the flow
+                            # is still there; if not, a DONE for it follows in this batch.
                             assert self._state is not None
                             packet = self._state.outgoing_publish(packet.packet_id) or packet
                         changes.append(SessionChange(_SENT, packet.packet_id, packet))

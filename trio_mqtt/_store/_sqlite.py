@@ -168,16 +168,19 @@ class SqliteSessionStore:
     def _open_sync(self, client_id: str) -> tuple[sqlite3.Connection, SessionSnapshot]:
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.path_for(client_id)
-        db = sqlite3.connect(path, timeout=1.0, isolation_level=None, check_same_thread=False)
+        # A short busy timeout: the file is either free or held for a whole connection.
+        db = sqlite3.connect(path, timeout=0.1, isolation_level=None, check_same_thread=False)
         try:
             # Exclusive locking before WAL: no shared-memory index, and the lock taken by the
             # first write below is held until close, so a second process cannot interleave.
-            db.execute("PRAGMA locking_mode = EXCLUSIVE")
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute(f"PRAGMA synchronous = {self.synchronous}")
             try:
+                db.execute("PRAGMA locking_mode = EXCLUSIVE")
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute(f"PRAGMA synchronous = {self.synchronous}")
                 db.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc):
+                    raise
                 raise InvalidOptionError(
                     f"the session file {str(path)!r} is in use by another connection ({exc})"
                 ) from None

@@ -1,0 +1,442 @@
+"""Session stores: the in-memory and SQLite stores, and how the event loop drives them."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+import trio
+from fake_broker import FakeBroker, ScriptedPeer  # tests/ is on sys.path under pytest
+
+from trio_mqtt import (
+    Incoming,
+    InvalidOptionError,
+    InvalidTopicError,
+    MemorySessionStore,
+    MqttOptions,
+    ProtocolVersion,
+    SessionStore,
+    SqliteSessionStore,
+    open_mqtt_connection,
+)
+from trio_mqtt._store import StoreBinding
+from trio_mqtt._store._sqlite import session_file_name
+from trio_mqtt.sansio import (
+    ChangeKind,
+    ClientState,
+    ConnAck,
+    Disconnect,
+    Properties,
+    PubAck,
+    PubComp,
+    Publish,
+    PubRec,
+    PubRel,
+    QoS,
+    SessionChange,
+    SessionConfig,
+    SessionSnapshot,
+)
+
+SENT, RELEASED, DONE = ChangeKind.SENT, ChangeKind.RELEASED, ChangeKind.DONE
+HOLD, UNHOLD, CLEARED = ChangeKind.HOLD_INCOMING, ChangeKind.RELEASE_INCOMING, ChangeKind.CLEARED
+
+
+def pub(pid: int, qos: int = 1, topic: str = "t", payload: bytes = b"x") -> Publish:
+    return Publish(topic, payload, QoS(qos), packet_id=pid)
+
+
+# ====================================================================== memory store
+async def test_memory_store_keeps_the_last_saved_session_per_client_id() -> None:
+    store = MemorySessionStore()
+    assert isinstance(store, SessionStore)
+    assert await store.open("a") == SessionSnapshot()
+    snapshot = SessionSnapshot((pub(1), PubRel(2)), (7,))
+    await store.save(snapshot)
+    await store.close()
+    assert await store.open("b") == SessionSnapshot()
+    await store.close()
+    assert await store.open("a") == snapshot
+    await store.save(SessionSnapshot())  # an empty session is forgotten
+    await store.close()
+    assert store.snapshot("a") == SessionSnapshot()
+
+
+async def test_a_store_serves_one_connection_at_a_time() -> None:
+    store = MemorySessionStore()
+    await store.open("a")
+    with pytest.raises(InvalidOptionError, match="one connection at a time"):
+        await store.open("b")
+
+
+# ====================================================================== SQLite store
+async def test_sqlite_store_applies_changes_in_order_and_survives_reopening(
+    tmp_path: Path,
+) -> None:
+    store = SqliteSessionStore(tmp_path / "sessions")
+    assert await store.open("c1") == SessionSnapshot()
+    await store.apply(
+        [
+            SessionChange(SENT, 5, pub(5, 1, "a")),
+            SessionChange(SENT, 2, pub(2, 2, "b")),
+            SessionChange(SENT, 9, pub(9, 2, "c")),
+            SessionChange(HOLD, 40),
+            SessionChange(HOLD, 41),
+        ]
+    )
+    await store.apply(
+        [
+            SessionChange(RELEASED, 2),  # QoS 2 id 2 now awaits PUBCOMP
+            SessionChange(SENT, 5, Publish("a", b"x", QoS(1), dup=True, packet_id=5)),  # re-send
+            SessionChange(DONE, 9, None, 3),  # wrong stage: ignored
+            SessionChange(UNHOLD, 40),
+        ]
+    )
+    await store.close()
+    reopened = SqliteSessionStore(tmp_path / "sessions")
+    snapshot = await reopened.open("c1")
+    await reopened.close()
+    assert [(type(p).__name__, p.packet_id) for p in snapshot.outgoing] == [
+        ("Publish", 5),  # a re-send keeps its place
+        ("PubRel", 2),
+        ("Publish", 9),
+    ]
+    first = snapshot.outgoing[0]
+    assert isinstance(first, Publish)
+    assert (first.topic, first.qos, first.dup) == ("a", 1, True)
+    assert snapshot.incoming == (41,)
+    assert reopened.read("c1") == snapshot
+
+
+async def test_sqlite_done_removes_only_the_matching_stage_and_cleared_empties(
+    tmp_path: Path,
+) -> None:
+    store = SqliteSessionStore(tmp_path)
+    await store.open("c")
+    await store.apply([SessionChange(SENT, 1, pub(1, 1)), SessionChange(SENT, 2, pub(2, 2))])
+    await store.apply([SessionChange(DONE, 1, None, 1), SessionChange(DONE, 2, None, 1)])
+    await store.close()
+    assert [p.packet_id for p in store.read("c").outgoing] == [2]
+    await store.open("c")
+    await store.apply([SessionChange(DONE, 2, None, 2), SessionChange(SENT, 1, pub(1))])
+    await store.apply([SessionChange(HOLD, 3), SessionChange(CLEARED, 0)])
+    await store.close()
+    assert store.read("c") == SessionSnapshot()
+
+
+async def test_sqlite_round_trips_v5_properties_and_big_payloads(tmp_path: Path) -> None:
+    props = Properties(
+        message_expiry_interval=60,
+        content_type="text/plain",
+        user_properties=(("k", "v"),),
+        correlation_data=b"\x00\x01",
+    )
+    big = Publish("x/y", bytes(range(256)) * 4000, QoS(2), True, False, 65535, props)
+    store = SqliteSessionStore(tmp_path)
+    await store.open("c")
+    await store.save(SessionSnapshot((big, PubRel(3)), (1, 65535)))
+    await store.close()
+    assert store.read("c") == SessionSnapshot((big, PubRel(3)), (1, 65535))
+
+
+async def test_sqlite_file_is_wal_one_per_client_id_and_locked_while_open(
+    tmp_path: Path,
+) -> None:
+    store = SqliteSessionStore(tmp_path)
+    odd_id = "a/b c?é"
+    await store.open(odd_id)
+    path = store.path_for(odd_id)
+    assert path.parent == tmp_path
+    assert path.name == session_file_name(odd_id)
+    assert "/" not in path.name
+    # another store object (a second process would be the same) cannot take the same id
+    other = SqliteSessionStore(tmp_path)
+    with pytest.raises(InvalidOptionError, match="in use"):
+        await other.open(odd_id)
+    await store.close()
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        db.close()
+    long_id = "x" * 1000
+    assert len(session_file_name(long_id)) < 200
+    assert session_file_name(long_id) != session_file_name("x" * 999)
+
+
+async def test_sqlite_refuses_a_file_of_another_client_id(tmp_path: Path) -> None:
+    store = SqliteSessionStore(tmp_path)
+    await store.open("one")
+    await store.close()
+    store.path_for("one").rename(store.path_for("two"))
+    with pytest.raises(InvalidOptionError, match="belongs to client 'one'"):
+        await store.open("two")
+    await store.open("one")  # the failed open left the store usable
+    await store.close()
+
+
+async def test_sqlite_failed_batch_commits_nothing(tmp_path: Path) -> None:
+    store = SqliteSessionStore(tmp_path)
+    await store.open("c")
+    bad = Publish("bad/#", b"", QoS(1), packet_id=2)  # a wildcard topic cannot be encoded
+    with pytest.raises(InvalidTopicError):
+        await store.apply([SessionChange(SENT, 1, pub(1)), SessionChange(SENT, 2, bad)])
+    await store.apply([SessionChange(SENT, 3, pub(3))])
+    await store.close()
+    assert [p.packet_id for p in store.read("c").outgoing] == [3]
+
+
+async def test_sqlite_runs_in_a_worker_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: list[int] = []
+    original = trio.to_thread.run_sync
+
+    async def spy(fn, *args):  # type: ignore[no-untyped-def]
+        threads.append(1)
+        return await original(fn, *args)
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", spy)
+    store = SqliteSessionStore(tmp_path)
+    await store.open("c")
+    await store.apply([SessionChange(SENT, 1, pub(1))])
+    await store.save(SessionSnapshot())
+    await store.close()
+    assert len(threads) == 4
+    assert threading.current_thread() is threading.main_thread()
+
+
+def test_store_options_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(InvalidOptionError, match="synchronous"):
+        SqliteSessionStore(tmp_path, synchronous="sometimes")
+    with pytest.raises(InvalidOptionError, match="non-empty client_id"):
+        MqttOptions("", clean_start=True, session_store=MemorySessionStore())
+    with pytest.raises(InvalidOptionError, match="SessionStore"):
+        MqttOptions("c", session_store=object())  # type: ignore[arg-type]
+    assert SqliteSessionStore(tmp_path, synchronous="full").synchronous == "FULL"
+
+
+# ====================================================================== event -> change
+def test_binding_turns_core_events_into_changes() -> None:
+    state = ClientState(
+        SessionConfig(
+            client_id="c",
+            protocol_version=ProtocolVersion.V5,
+            clean_start=False,
+            outgoing_topic_aliases=True,
+        )
+    )
+    binding = StoreBinding(SqliteSessionStore("unused"), "c", clean_start=False)
+    binding._state = state  # what start() sets once the store is open
+    state.connect(0.0)
+    state.receive_packet(ConnAck(False, 0, Properties(topic_alias_maximum=4)), 0.0)
+    # like the event loop: the events of each call are recorded right after it
+    for payload in (b"1", b"2"):  # the second goes out with an empty topic and an alias
+        state.publish("long/topic", payload, QoS.EXACTLY_ONCE, now=0.0)
+        binding.record(state.take_events())
+    state.publish("q0", b"", QoS.AT_MOST_ONCE, now=0.0)
+    for packet in (
+        PubRec(1),
+        Publish("in", b"", QoS(2), packet_id=30),
+        PubRel(30),
+        PubComp(1),
+        PubRec(2, 0x80),
+    ):
+        state.receive_packet(packet, 0.0)
+        binding.record(state.take_events())
+    assert binding.pending
+    changes = binding._changes
+    assert [(c.kind, c.packet_id, c.stage) for c in changes] == [
+        (SENT, 1, 0),
+        (SENT, 2, 0),
+        (RELEASED, 1, 0),
+        (HOLD, 30, 0),
+        (UNHOLD, 30, 0),
+        (DONE, 1, 3),
+        (DONE, 2, 2),
+    ]
+    assert [c.publish.topic for c in changes[:2]] == ["long/topic"] * 2  # type: ignore[union-attr]
+    assert changes[1].publish.properties.topic_alias is None  # type: ignore[union-attr]
+
+
+def test_binding_clears_on_session_loss_and_ignores_non_durable_stores() -> None:
+    state = ClientState(SessionConfig(client_id="c", clean_start=False))
+    binding = StoreBinding(SqliteSessionStore("unused"), "c", clean_start=False)
+    binding._state = state
+    state.connect(0.0)
+    state.receive_packet(ConnAck(False, 0), 0.0)
+    state.publish("t", b"", QoS.AT_LEAST_ONCE, now=0.0)
+    state.connection_lost(0.0)
+    state.connect(0.0)
+    state.receive_packet(ConnAck(False, 0), 0.0)  # the broker lost the session
+    binding.record(state.take_events())
+    assert [(c.kind, c.packet_id) for c in binding._changes] == [(CLEARED, 0), (SENT, 2)]
+    memory = StoreBinding(MemorySessionStore(), "c", clean_start=False)
+    memory.record([Incoming(PubAck(1))])
+    assert not memory.pending
+
+
+# ====================================================================== with the event loop
+class LoggingStore(SqliteSessionStore):
+    """Records, in a list shared with the broker script, each change once it is durable."""
+
+    def __init__(self, directory: Path, log: list[tuple[str, int, int]]) -> None:
+        super().__init__(directory)
+        self.log = log
+
+    async def apply(self, changes: Sequence[SessionChange]) -> None:
+        await super().apply(changes)
+        self.log.extend(("durable", c.kind, c.packet_id) for c in changes)
+
+
+async def until_disconnect(peer: ScriptedPeer) -> list[object]:
+    """Read until the client's DISCONNECT, then close; returns what was read."""
+    received: list[object] = []
+    while True:
+        packet = await peer.receive()
+        received.append(packet)
+        if isinstance(packet, Disconnect):
+            break
+    await peer.close()
+    return received
+
+
+async def first_connection(
+    peer: ScriptedPeer, log: list[tuple[str, int, int]], held: trio.Event
+) -> None:
+    """Take three publishes, move id 2 to PUBREL, hand the client a QoS 2 message (id 9)."""
+    await peer.accept()
+    for _ in range(3):
+        packet = await peer.receive()
+        assert isinstance(packet, Publish)
+        log.append(("wire", SENT, packet.packet_id))
+    await peer.send(PubRec(2))
+    assert await peer.receive() == PubRel(2)
+    log.append(("wire", RELEASED, 2))
+    await peer.send(Publish("in", b"once", QoS(2), packet_id=9))
+    assert await peer.receive() == PubRec(9)
+    log.append(("wire", HOLD, 9))
+    held.set()
+    await until_disconnect(peer)
+
+
+async def resumed_connection(peer: ScriptedPeer, seen: list[object], done: trio.Event) -> None:
+    """Resume the session, check the replay, re-send message 9, then finish every flow."""
+    await peer.accept(session_present=True)
+    for _ in range(3):
+        seen.append(await peer.receive())
+    await peer.send(Publish("in", b"once", QoS(2), dup=True, packet_id=9))
+    assert await peer.receive() == PubRec(9)
+    await peer.send(PubRel(9))
+    assert await peer.receive() == PubComp(9)
+    await peer.send(PubAck(1), PubComp(2), PubRec(3))
+    assert await peer.receive() == PubRel(3)
+    await peer.send(PubComp(3))
+    done.set()
+    await until_disconnect(peer)
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_session_carries_over_to_the_next_connection(kind: str, tmp_path: Path) -> None:
+    log: list[tuple[str, int, int]] = []
+    store: SessionStore = MemorySessionStore() if kind == "memory" else LoggingStore(tmp_path, log)
+    seen: list[object] = []
+    delivered: list[bytes] = []
+    held, done = trio.Event(), trio.Event()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+
+            async def script(peer: ScriptedPeer) -> None:
+                if peer.index == 0:
+                    await first_connection(peer, log, held)
+                else:
+                    await resumed_connection(peer, seen, done)
+
+            broker = FakeBroker(nursery, script)
+            options = MqttOptions(
+                "c", clean_start=False, transport=broker, session_store=store, keep_alive=0
+            )
+            async with open_mqtt_connection(options) as conn:
+                await conn.client.publish("a", b"1", qos=1)
+                await conn.client.publish("b", b"2", qos=2)
+                await conn.client.publish("c", b"3", qos=2)
+                async for message in conn.messages():
+                    delivered.append(message.payload)
+                    break
+                await held.wait()
+                await conn.client.disconnect(grace_period=0)
+            if kind == "sqlite":
+                # A second store object on the same directory: what a restarted process sees.
+                store = LoggingStore(tmp_path, log)
+                assert isinstance(store, SqliteSessionStore)
+                saved = store.read("c")
+                assert [p.packet_id for p in saved.outgoing] == [1, 2, 3]
+                assert saved.incoming == (9,)
+            async with (
+                open_mqtt_connection(options.replace(session_store=store)) as conn,
+                conn.route("in") as stream,
+            ):
+                await done.wait()
+                with pytest.raises(trio.WouldBlock):
+                    delivered.append(stream.receive_nowait().payload)
+            nursery.cancel_scope.cancel()
+    # MQTT-4.4.0-1: replayed with the original ids and order, PUBLISH with DUP set.
+    assert [(type(p).__name__, p.packet_id) for p in seen] == [  # type: ignore[attr-defined]
+        ("Publish", 1),
+        ("PubRel", 2),
+        ("Publish", 3),
+    ]
+    assert all(p.dup for p in seen if isinstance(p, Publish))
+    assert delivered == [b"once"]  # the re-sent QoS 2 message was not delivered again
+    if kind == "sqlite":
+        # every change reached the disk before the packet it describes reached the broker
+        for entry in (e for e in log if e[0] == "wire"):
+            durable = ("durable", entry[1], entry[2])
+            assert durable in log[: log.index(entry)], entry
+        assert SqliteSessionStore(tmp_path).read("c") == SessionSnapshot()
+    else:
+        assert isinstance(store, MemorySessionStore)
+        assert store.snapshot("c") == SessionSnapshot()
+
+
+async def test_clean_start_discards_the_stored_session(tmp_path: Path) -> None:
+    store = SqliteSessionStore(tmp_path)
+    await store.open("c")
+    await store.save(SessionSnapshot((pub(1), PubRel(2)), (5,)))
+    await store.close()
+    received: list[object] = []
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+
+            async def script(peer: ScriptedPeer) -> None:
+                await peer.accept()
+                received.extend(await until_disconnect(peer))
+
+            options = MqttOptions(
+                "c", clean_start=True, transport=FakeBroker(nursery, script), session_store=store
+            )
+            async with open_mqtt_connection(options):
+                assert store.path_for("c").exists()
+            nursery.cancel_scope.cancel()
+    assert received == [Disconnect()]
+    assert store.read("c") == SessionSnapshot()
+
+
+async def test_a_store_in_use_refuses_a_second_connection(tmp_path: Path) -> None:
+    store = MemorySessionStore()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+
+            async def script(peer: ScriptedPeer) -> None:
+                await peer.accept()
+                await until_disconnect(peer)
+
+            options = MqttOptions("c", transport=FakeBroker(nursery, script), session_store=store)
+            async with open_mqtt_connection(options):
+                with pytest.raises(InvalidOptionError, match="one connection at a time"):
+                    async with open_mqtt_connection(options.replace(client_id="d")):
+                        pass  # pragma: no cover
+            nursery.cancel_scope.cancel()
