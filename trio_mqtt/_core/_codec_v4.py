@@ -252,8 +252,12 @@ def publish_size(packet: Publish, properties_size: int = 0) -> int:
     return 1 + vbi_size(remaining) + remaining
 
 
-def decode_publish(buf: Buf, flags: int, pos: int) -> Publish:
-    """Decode PUBLISH (MQTT 3.1.1)."""
+def read_publish_head(buf: Buf, flags: int, pos: int, v5: bool) -> tuple[int, str, int, int]:
+    """Read what both versions' PUBLISH share: flags, topic and packet id.
+
+    Returns ``(qos, topic, packet_id, offset after the packet id)``. An empty topic is allowed
+    in MQTT 5 only (a topic alias stands in for it; the caller checks that).
+    """
     qos = (flags >> 1) & 3
     if qos == 3:
         raise fail("PUBLISH QoS is 3 (MQTT-3.3.1-4)", "qos", 0)
@@ -269,17 +273,21 @@ def decode_publish(buf: Buf, flags: int, pos: int) -> Publish:
         topic = buf[pos + 2 : stop].decode()
     except UnicodeDecodeError as exc:
         raise fail(f"topic is not valid UTF-8 ({exc.reason})", "topic", pos + 2) from None
-    if "+" in topic or "#" in topic or "\x00" in topic or not topic:
-        check_publish_topic(topic, pos, False)
+    if "+" in topic or "#" in topic or "\x00" in topic or not (topic or v5):
+        check_publish_topic(topic, pos, v5)
     if qos:
         if stop + 2 > end:
             raise fail("packet ends inside the packet identifier", "packet_id", stop)
         pid = (buf[stop] << 8) | buf[stop + 1]
         if not pid:
             raise fail("packet identifier is 0 (MQTT-2.3.1-1)", "packet_id", stop)
-        stop += 2
-    else:
-        pid = 0
+        return qos, topic, pid, stop + 2
+    return qos, topic, 0, stop
+
+
+def decode_publish(buf: Buf, flags: int, pos: int) -> Publish:
+    """Decode PUBLISH (MQTT 3.1.1)."""
+    qos, topic, pid, stop = read_publish_head(buf, flags, pos, False)
     return new_publish(
         topic,
         buf[stop:],

@@ -22,7 +22,6 @@ from ._codec_v4 import (
     ACK_BUILDERS,
     QOS_VALUES,
     check_packet_id,
-    check_publish_topic,
     encode_pingreq,
     encode_pingresp,
     encode_will_flags,
@@ -157,32 +156,8 @@ def _publish_size(packet: Publish) -> int:
 
 def decode_publish(buf: Buf, flags: int, pos: int) -> Publish:
     """Decode PUBLISH (MQTT 5)."""
-    qos = (flags >> 1) & 3
-    if qos == 3:
-        raise fail("PUBLISH QoS is 3 (MQTT-3.3.1-4)", "qos", 0)
-    if flags & 8 and not qos:
-        raise fail("DUP set on a QoS 0 PUBLISH (MQTT-3.3.1-2)", "dup", 0)
+    qos, topic, pid, stop = v4.read_publish_head(buf, flags, pos, True)
     end = len(buf)
-    if pos + 2 > end:
-        raise fail("packet ends inside the topic length", "topic", pos)
-    stop = pos + 2 + ((buf[pos] << 8) | buf[pos + 1])
-    if stop > end:
-        raise fail("topic runs past the end of the packet", "topic", pos)
-    try:
-        topic = buf[pos + 2 : stop].decode()
-    except UnicodeDecodeError as exc:
-        raise fail(f"topic is not valid UTF-8 ({exc.reason})", "topic", pos + 2) from None
-    if "+" in topic or "#" in topic or "\x00" in topic:
-        check_publish_topic(topic, pos, True)
-    if qos:
-        if stop + 2 > end:
-            raise fail("packet ends inside the packet identifier", "packet_id", stop)
-        pid = (buf[stop] << 8) | buf[stop + 1]
-        if not pid:
-            raise fail("packet identifier is 0 (MQTT-2.3.1-1)", "packet_id", stop)
-        stop += 2
-    else:
-        pid = 0
     if stop >= end:
         raise fail("packet ends before the property length", "property length", stop)
     if buf[stop] == 0:
