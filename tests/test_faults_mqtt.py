@@ -23,14 +23,18 @@ from trio_mqtt.testing import FaultProxy, MosquittoBroker, open_fault_proxy
 FAST_RECONNECT = ReconnectPolicy(initial_delay=0.05, max_delay=0.2)
 
 
-async def test_half_open_link_is_noticed_within_the_bound(mosquitto: MosquittoBroker) -> None:
+@pytest.mark.parametrize("version", [ProtocolVersion.V311, ProtocolVersion.V5])
+async def test_half_open_link_is_noticed_within_the_bound(
+    mosquitto: MosquittoBroker, version: ProtocolVersion
+) -> None:
     keep_alive, ping_timeout = 1, 1.0
     with trio.fail_after(20):
         async with open_fault_proxy(mosquitto.host, mosquitto.port) as proxy:
             options = MqttOptions(
-                "half-open",
+                f"half-open-{version}",
                 proxy.host,
                 proxy.port,
+                protocol_version=version,
                 keep_alive=keep_alive,
                 ping_timeout=ping_timeout,
                 reconnect=FAST_RECONNECT,
