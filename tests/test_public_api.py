@@ -100,8 +100,11 @@ def test_package_ships_py_typed() -> None:
 
 def test_built_wheel_contains_py_typed(tmp_path: Path) -> None:
     root = Path(trio_mqtt.__file__).parent.parent
+    # hatchling (the build backend, a test dependency) builds the wheel in-process; pip is
+    # not always in the test environment (uv does not install it).
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(root)],
+        [sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(tmp_path)],
+        cwd=root,
         check=True,
         timeout=300,
         capture_output=True,
