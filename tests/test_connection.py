@@ -242,3 +242,23 @@ async def test_manual_acks_control_redelivery(
             with trio.move_on_after(0.5):
                 message = await conn.messages().__anext__()
                 pytest.fail(f"acked message was delivered again: {message}")
+
+
+async def test_statistics_count_traffic(mosquitto: MosquittoBroker) -> None:
+    with trio.fail_after(10):
+        async with open_mqtt_connection(options_for(mosquitto, "stats")) as conn:
+            await conn.client.subscribe("stats/t", QoS.AT_LEAST_ONCE)
+            for _ in range(3):
+                await conn.client.publish("stats/t", b"x", qos=QoS.AT_LEAST_ONCE)
+            messages = conn.messages()
+            for _ in range(3):
+                await messages.__anext__()
+            stats = conn.statistics()
+    assert stats.connects == 1
+    assert stats.publishes_sent == 3
+    assert stats.publishes_received == 3
+    # CONNECT, SUBSCRIBE, 3 PUBLISH, and a PUBACK for each received message
+    assert stats.packets_sent >= 8
+    assert stats.bytes_sent > 0
+    assert stats.bytes_received > 0
+    assert stats.retransmissions == stats.duplicates_suppressed == stats.sessions_lost == 0

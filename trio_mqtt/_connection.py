@@ -46,6 +46,12 @@ class ConnectionStatistics:
         dropped_events: events dropped from the event buffer (see :doc:`/backpressure`).
         connects: successful connections so far (1 + reconnects).
         packets_sent, packets_received: MQTT packets each way.
+        publishes_sent, publishes_received: PUBLISH packets among them (resends included).
+        retransmissions: PUBLISH and PUBREL packets sent again after a session resumed.
+        duplicates_suppressed: QoS 2 messages the broker sent again, answered but not
+            delivered twice.
+        pings_sent: PINGREQ packets sent.
+        sessions_lost: reconnects where the broker had lost the session.
         bytes_sent, bytes_received: bytes each way on the transport.
     """
 
@@ -59,6 +65,12 @@ class ConnectionStatistics:
     connects: int
     packets_sent: int
     packets_received: int
+    publishes_sent: int
+    publishes_received: int
+    retransmissions: int
+    duplicates_suppressed: int
+    pings_sent: int
+    sessions_lost: int
     bytes_sent: int
     bytes_received: int
 
@@ -218,6 +230,7 @@ class MqttConnection:
     def statistics(self) -> ConnectionStatistics:
         """Counters for monitoring: window use, queues, buffers, traffic."""
         state = self._loop._state
+        counters = state.statistics
         return ConnectionStatistics(
             connected=self.connected,
             window=state.window,
@@ -228,8 +241,14 @@ class MqttConnection:
             buffered_events=len(self._loop._events.items),
             dropped_events=self._loop._events.dropped,
             connects=self._loop._connects,
-            packets_sent=self._loop._packets_sent,
-            packets_received=self._loop._packets_received,
+            packets_sent=counters.packets_sent,
+            packets_received=counters.packets_received,
+            publishes_sent=counters.publishes_sent,
+            publishes_received=counters.publishes_received,
+            retransmissions=counters.retransmissions,
+            duplicates_suppressed=counters.duplicates_suppressed,
+            pings_sent=counters.pings_sent,
+            sessions_lost=counters.sessions_lost,
             bytes_sent=self._loop._bytes_sent,
             bytes_received=self._loop._bytes_received,
         )

@@ -149,8 +149,6 @@ class EventLoop:
         self._flushed = Signal()
         self._publish_limits = (options.max_outgoing_packet_size, 2, True)
         self._connects = 0
-        self._packets_sent = 0
-        self._packets_received = 0
         self._bytes_sent = 0
         self._bytes_received = 0
         store = options.session_store
@@ -216,10 +214,8 @@ class EventLoop:
         for event in events:
             kind = type(event)
             if kind is Outgoing:
-                self._packets_sent += 1
                 buffer.put(event)
             elif kind is Incoming:
-                self._packets_received += 1
                 packet = event.packet  # type: ignore[union-attr]
                 if type(packet) is Publish and self._route_count:
                     routes = self._routes.match(packet.topic)
