@@ -45,7 +45,6 @@ from trio_mqtt import (
     Tracker,
     open_mqtt_connection,
 )
-from trio_mqtt._core._session import SessionStatistics
 from trio_mqtt.sansio import (
     ConnAck,
     Connect,
@@ -192,17 +191,6 @@ async def _receive(conn: object, received: Received) -> None:
             received.qos2.append(number)
 
 
-def _session_statistics(conn: object) -> SessionStatistics:
-    """The state machine's counters (retransmissions, suppressed duplicates...).
-
-    ConnectionStatistics does not carry them yet, so this reaches into the connection.
-    """
-    owner = getattr(conn, "_loop", conn)
-    stats = owner._state.statistics
-    assert isinstance(stats, SessionStatistics)
-    return stats
-
-
 def _inversions(values: list[int]) -> int:
     """How many first copies arrived after the first copy of a later number."""
     seen: set[int] = set()
@@ -287,13 +275,13 @@ async def test_chaos_cuts_and_broker_kills_lose_and_duplicate_nothing(
                         progress[0] = 2 * COUNT
                         await trio.sleep(0.05)
                     nursery.cancel_scope.cancel()
-                    pub_stats = _session_statistics(pub)
+                    pub_stats = pub.statistics()
                 # The links are whole again: a final marker flushes anything still queued.
                 async with open_mqtt_connection(pub_options.replace(reconnect=None)) as pub:
                     await (await pub.client.publish_tracked("chaos/end", b"", qos=2)).wait()
                 with trio.fail_after(30):
                     await _receive(sub, received)
-                sub_stats = _session_statistics(sub)
+                sub_stats = sub.statistics()
                 sub_connects = sub.statistics().connects
     elapsed = trio.current_time() - started
 
