@@ -99,8 +99,9 @@ class SessionSnapshot:
     """The part of a client session that must outlive the process (see ``export_session``).
 
     Attributes:
-        outgoing: the unfinished outgoing QoS 1/2 flows in send order: a :class:`Publish`
-            (with its packet id) awaits PUBACK or PUBREC, a :class:`PubRel` awaits PUBCOMP.
+        outgoing: the unfinished outgoing QoS 1/2 flows in send order: a
+            :class:`~trio_mqtt.Publish` (with its packet id) awaits PUBACK or PUBREC, a
+            ``PubRel`` awaits PUBCOMP.
         incoming: packet ids of incoming QoS 2 messages we answered with PUBREC and whose
             PUBREL has not arrived yet (delivering them again would duplicate them).
     """

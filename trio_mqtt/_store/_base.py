@@ -41,15 +41,15 @@ class ChangeKind:
 
     #: An outgoing QoS 1/2 PUBLISH was sent (``publish`` set); a re-send replaces it in place.
     SENT = 1
-    #: Our PUBREL for ``packet_id`` was sent: the flow now awaits PUBCOMP.
+    #: Our PUBREL for ``packet_id`` was sent, so the flow now awaits PUBCOMP.
     RELEASED = 2
-    #: The broker finished the flow at ``stage`` (1: PUBACK, 2: failing PUBREC, 3: PUBCOMP).
+    #: The broker finished the flow at ``stage`` (1 PUBACK, 2 failing PUBREC, 3 PUBCOMP).
     DONE = 3
-    #: We answered an incoming QoS 2 PUBLISH with PUBREC: hold its id until PUBREL.
+    #: We answered an incoming QoS 2 PUBLISH with PUBREC, so its id is held until PUBREL.
     HOLD_INCOMING = 4
-    #: We sent PUBCOMP for an incoming QoS 2 message: forget its id.
+    #: We sent PUBCOMP for an incoming QoS 2 message, so its id is forgotten.
     RELEASE_INCOMING = 5
-    #: The broker lost the session: everything stored is void.
+    #: The broker lost the session, so everything stored is void.
     CLEARED = 6
 
 
@@ -81,7 +81,7 @@ class SessionStore(Protocol):
     """Where a client session is kept between connections and processes.
 
     A store serves one connection at a time; ``open`` and ``close`` bracket the use. Errors
-    a store raises (for example :class:`sqlite3.Error`) end the connection unchanged: sending
+    a store raises (for example ``sqlite3.Error``) end the connection unchanged: sending
     without the promised durability would break the guarantee the store exists for.
 
     Attributes:
