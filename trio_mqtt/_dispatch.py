@@ -7,12 +7,12 @@ backpressure: after each received chunk it checks whether a buffer that wants ba
 full and, if so, stops reading (telling the state machine, so that a slow consumer is never
 mistaken for a dead link) until the application makes room. Bounds:
 
-* The event buffer holds ``capacity`` events while the application consumes events (has called
-  ``poll()`` or iterated); the reader pauses at that size. Events produced by other tasks
-  (Outgoing, acks) can exceed it by another ``capacity`` before the newest such events are
-  dropped and counted. While the application has never consumed events, the buffer keeps only
-  the newest ``capacity`` events and drops older ones (counted), so a program that only
-  publishes or only uses routes runs forever in bounded memory.
+* The event buffer never drops an incoming message: when it holds ``capacity`` unread
+  messages the reader pauses until the application reads some. Other events (Outgoing, acks,
+  reconnect notices) never make anything wait: past ``capacity`` buffered events (twice that
+  once the application has started reading events) the newest are dropped and counted. So a
+  program that only publishes, or only uses routes, runs forever in bounded memory, and one
+  that reads its messages late still gets every one of them.
 * Each route holds ``capacity`` messages. With ``overflow="wait"`` (default) the reader pauses
   when it is full; ``"drop_oldest"`` and ``"drop_newest"`` drop and count instead.
 """
@@ -26,6 +26,7 @@ from typing import Generic, Literal, TypeVar
 import trio
 
 from ._core._errors import ConnectionClosed, MqttError, RequestsDone
+from ._core._events import Incoming
 from ._core._packets import Publish
 
 __all__ = ["Disconnected", "EventBuffer", "MessageStream", "Overflow", "Reconnecting", "Signal"]
@@ -125,19 +126,19 @@ class EventBuffer(_Buffer[object]):
     def __init__(self, capacity: int, space: Signal) -> None:
         super().__init__(capacity)
         self.consuming = False
+        #: incoming messages (``Incoming(Publish)``) in the buffer
+        self.unread_messages = 0
         self._space = space
 
     def put(self, item: object, *, data: bool = False) -> None:
-        """Add an event; ``data`` marks incoming messages (which may pause the reader)."""
+        """Add an event; ``data`` marks incoming messages, which are never dropped."""
         items = self.items
-        items.append(item)
-        if not self.consuming:
-            while len(items) > self.capacity:
-                items.popleft()
-                self.dropped += 1
-        elif not data and len(items) > 2 * self.capacity:
-            items.pop()
+        if data:
+            self.unread_messages += 1
+        elif len(items) >= (2 * self.capacity if self.consuming else self.capacity):
             self.dropped += 1
+            return
+        items.append(item)
         if self._readable:
             self._readable.unpark_all()
 
@@ -148,15 +149,20 @@ class EventBuffer(_Buffer[object]):
 
     @property
     def full(self) -> bool:
-        """True when the reader should pause for the consumer."""
-        return self.consuming and len(self.items) >= self.capacity
+        """True when the reader should pause until the application reads messages."""
+        return self.unread_messages >= self.capacity
+
+    def _taken(self, item: object) -> None:
+        if type(item) is Incoming and type(item.packet) is Publish:
+            self.unread_messages -= 1
+            if self.unread_messages < self.capacity:
+                self._space.set()
 
     async def get(self) -> object:
         """The next event; raises the end error once closed and drained."""
         self.consuming = True
         item = await self._get()
-        if len(self.items) < self.capacity:
-            self._space.set()
+        self._taken(item)
         return item
 
     def get_nowait(self) -> object:
@@ -167,8 +173,7 @@ class EventBuffer(_Buffer[object]):
                 raise self.end
             raise trio.WouldBlock
         item = self.items.popleft()
-        if len(self.items) < self.capacity:
-            self._space.set()
+        self._taken(item)
         return item
 
 
