@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
@@ -48,17 +48,18 @@ _SCHEMA = (
     " packet_id INTEGER NOT NULL UNIQUE, stage INTEGER NOT NULL, packet BLOB)",
     "CREATE TABLE IF NOT EXISTS incoming (packet_id INTEGER PRIMARY KEY)",
 )
+# Multi-row statements: ``{}`` becomes one placeholder group per row. One statement per kind
+# of change and batch keeps the worker thread from taking the GIL back once per row, which is
+# what costs time while the event loop is busy.
 _PUT = (
-    "INSERT INTO outgoing (packet_id, stage, packet) VALUES (?, ?, ?) "
+    "INSERT INTO outgoing (packet_id, stage, packet) VALUES {} "
     "ON CONFLICT (packet_id) DO UPDATE SET stage = excluded.stage, packet = excluded.packet"
 )
-_RELEASE = (
-    f"INSERT INTO outgoing (packet_id, stage, packet) VALUES (?, {STAGE_PUBREL}, NULL) "
-    f"ON CONFLICT (packet_id) DO UPDATE SET stage = {STAGE_PUBREL}, packet = NULL"
-)
-_DONE = "DELETE FROM outgoing WHERE packet_id = ? AND stage = ?"
-_HOLD = "INSERT OR IGNORE INTO incoming (packet_id) VALUES (?)"
-_UNHOLD = "DELETE FROM incoming WHERE packet_id = ?"
+_DONE = "DELETE FROM outgoing WHERE (packet_id, stage) IN (VALUES {})"
+_HOLD = "INSERT OR IGNORE INTO incoming (packet_id) VALUES {}"
+_UNHOLD = "DELETE FROM incoming WHERE packet_id IN ({})"
+#: rows per statement (at most 3 parameters each: far below SQLite's variable limit)
+_ROWS = 256
 
 
 def session_file_name(client_id: str) -> str:
@@ -128,7 +129,8 @@ class SqliteSessionStore:
         """Commit a batch of changes in one transaction (in a worker thread)."""
         async with self._lock:
             db = self._need_db()
-            await trio.to_thread.run_sync(_apply_sync, db, changes)
+            statements = _plan(changes)  # encoding here leaves the thread little Python to run
+            await trio.to_thread.run_sync(_run_sync, db, statements)
 
     async def save(self, snapshot: SessionSnapshot) -> None:
         """Replace the stored session with ``snapshot`` in one transaction."""
@@ -227,30 +229,99 @@ def _read_sync(db: sqlite3.Connection) -> SessionSnapshot:
     return SessionSnapshot(tuple(outgoing), incoming)
 
 
+Statement = tuple[str, list[object]]
+
+
 def _apply_sync(db: sqlite3.Connection, changes: Sequence[SessionChange]) -> None:
+    _run_sync(db, _plan(changes))
+
+
+def _run_sync(db: sqlite3.Connection, statements: list[Statement]) -> None:
+    """Run prepared statements in one transaction (the only part run in the worker thread)."""
     execute = db.execute
     execute("BEGIN")
     try:
-        for kind, packet_id, publish, stage in changes:
-            if kind == ChangeKind.SENT:
-                assert publish is not None
-                level = STAGE_QOS1 if publish.qos == 1 else STAGE_QOS2
-                execute(_PUT, (packet_id, level, encode(publish, _V5)))
-            elif kind == ChangeKind.DONE:
-                execute(_DONE, (packet_id, stage))
-            elif kind == ChangeKind.RELEASED:
-                execute(_RELEASE, (packet_id,))
-            elif kind == ChangeKind.HOLD_INCOMING:
-                execute(_HOLD, (packet_id,))
-            elif kind == ChangeKind.RELEASE_INCOMING:
-                execute(_UNHOLD, (packet_id,))
-            elif kind == ChangeKind.CLEARED:
-                execute("DELETE FROM outgoing")
-                execute("DELETE FROM incoming")
+        for sql, parameters in statements:
+            execute(sql, parameters)
         execute("COMMIT")
     except BaseException:
         execute("ROLLBACK")
         raise
+
+
+def _plan(changes: Sequence[SessionChange]) -> list[Statement]:
+    """The statements that apply ``changes``: few, multi-row, with publishes already encoded."""
+    statements: list[Statement] = []
+    for segment in _segments(changes):
+        _plan_segment(statements, segment)
+    return statements
+
+
+def _segments(changes: Sequence[SessionChange]) -> Iterator[list[SessionChange]]:
+    """Cut ``changes`` where CLEARED comes or a row comes back.
+
+    Inside a segment every change touches a different row, so its changes commute (except
+    that new outgoing rows must keep their order, which :func:`_apply_segment` does) and can
+    be grouped by kind.
+    """
+    segment: list[SessionChange] = []
+    rows: set[tuple[bool, int]] = set()
+    for change in changes:
+        kind = change.kind
+        if kind == ChangeKind.CLEARED:
+            if segment:
+                yield segment
+            yield [change]
+            segment = []
+            rows.clear()
+            continue
+        row = (kind >= ChangeKind.HOLD_INCOMING, change.packet_id)
+        if row in rows:
+            yield segment
+            segment = []
+            rows.clear()
+        rows.add(row)
+        segment.append(change)
+    if segment:
+        yield segment
+
+
+def _plan_segment(statements: list[Statement], segment: list[SessionChange]) -> None:
+    if segment[0].kind == ChangeKind.CLEARED:
+        statements.append(("DELETE FROM outgoing", []))
+        statements.append(("DELETE FROM incoming", []))
+        return
+    # SENT and RELEASED both upsert outgoing rows; one statement keeps new rows in order.
+    upsert: list[tuple[object, ...]] = []
+    done: list[tuple[object, ...]] = []
+    hold: list[tuple[object, ...]] = []
+    unhold: list[tuple[object, ...]] = []
+    for kind, packet_id, publish, stage in segment:
+        if kind == ChangeKind.SENT:
+            assert publish is not None
+            level = STAGE_QOS1 if publish.qos == 1 else STAGE_QOS2
+            upsert.append((packet_id, level, encode(publish, _V5)))
+        elif kind == ChangeKind.DONE:
+            done.append((packet_id, stage))
+        elif kind == ChangeKind.RELEASED:
+            upsert.append((packet_id, STAGE_PUBREL, None))
+        elif kind == ChangeKind.HOLD_INCOMING:
+            hold.append((packet_id,))
+        elif kind == ChangeKind.RELEASE_INCOMING:
+            unhold.append((packet_id,))
+    _rows(statements, _DONE, "(?, ?)", done)
+    _rows(statements, _PUT, "(?, ?, ?)", upsert)
+    _rows(statements, _HOLD, "(?)", hold)
+    _rows(statements, _UNHOLD, "?", unhold)
+
+
+def _rows(
+    statements: list[Statement], template: str, group: str, rows: list[tuple[object, ...]]
+) -> None:
+    for start in range(0, len(rows), _ROWS):
+        chunk = rows[start : start + _ROWS]
+        sql = template.format(", ".join([group] * len(chunk)))
+        statements.append((sql, [value for row in chunk for value in row]))
 
 
 def _save_sync(db: sqlite3.Connection, snapshot: SessionSnapshot) -> None:
