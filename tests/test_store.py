@@ -127,6 +127,44 @@ async def test_sqlite_done_removes_only_the_matching_stage_and_cleared_empties(
     assert store.read("c") == SessionSnapshot()
 
 
+async def test_sqlite_batches_with_repeated_rows_clears_and_many_rows(tmp_path: Path) -> None:
+    store = SqliteSessionStore(tmp_path)
+    await store.open("c")
+    many = [SessionChange(SENT, pid, pub(pid)) for pid in range(1, 601)]  # several statements
+    again = pub(1, 2, "again")
+    await store.apply(
+        [
+            *many,
+            SessionChange(DONE, 1, None, 1),
+            SessionChange(SENT, 1, again),  # the id comes back: a new row, at the end
+            SessionChange(HOLD, 1),
+            SessionChange(UNHOLD, 1),
+            SessionChange(HOLD, 1),
+        ]
+    )
+    await store.close()
+    snapshot = store.read("c")
+    assert [p.packet_id for p in snapshot.outgoing] == [*range(2, 601), 1]
+    assert snapshot.outgoing[-1] == again
+    assert snapshot.incoming == (1,)
+    await store.open("c")
+    await store.apply(
+        [
+            SessionChange(SENT, 5, pub(5)),
+            SessionChange(CLEARED, 0),
+            SessionChange(SENT, 7, pub(7)),
+            SessionChange(RELEASED, 8),  # a PUBREL-stage row keeps its place among new rows
+            SessionChange(SENT, 9, pub(9)),
+        ]
+    )
+    await store.close()
+    assert [(type(p).__name__, p.packet_id) for p in store.read("c").outgoing] == [
+        ("Publish", 7),
+        ("PubRel", 8),
+        ("Publish", 9),
+    ]
+
+
 async def test_sqlite_round_trips_v5_properties_and_big_payloads(tmp_path: Path) -> None:
     props = Properties(
         message_expiry_interval=60,
