@@ -16,7 +16,6 @@ from ._broker import (
     MosquittoError as MosquittoError,
     find_mosquitto as find_mosquitto,
 )
-
 from ._faults import FaultProxy as FaultProxy, open_fault_proxy as open_fault_proxy
 
 __all__ = [

@@ -10,12 +10,12 @@ late, slowly, in single bytes, or only partly) to the other side.
 
 Faults, all applied to live links at once (and to links accepted later, where that makes sense):
 
-* :meth:`~trio_mqtt.testing.FaultProxy.cut` closes both sockets of every link now; :meth:`~trio_mqtt.testing.FaultProxy.cut_after`
+* ``cut()`` closes both sockets of every link now; ``cut_after()``
   lets a given number of bytes through first, so the cut lands in the middle of a packet.
-* :meth:`~trio_mqtt.testing.FaultProxy.reset` does the same with TCP RST instead of FIN (``SO_LINGER`` 0).
-* :meth:`~trio_mqtt.testing.FaultProxy.blackhole` stops forwarding (both directions, or one) while keeping the
+* ``reset()`` does the same with TCP RST instead of FIN (``SO_LINGER`` 0).
+* ``blackhole()`` stops forwarding (both directions, or one) while keeping the
   sockets open: pumps stop reading, so bytes pile up in kernel buffers as in a network partition and
-  neither end sees an error; :meth:`~trio_mqtt.testing.FaultProxy.restore` lets them flow again.
+  neither end sees an error; ``restore()`` lets them flow again.
 * :attr:`FaultProxy.delay` adds latency to every chunk, :attr:`FaultProxy.throttle` caps the
   rate in bytes per second, and :attr:`FaultProxy.split_writes` forwards one byte per
   ``send_all`` (which exercises every "need more bytes" path of a decoder).
@@ -48,7 +48,8 @@ class ProxyStatistics:
     Attributes:
         accepted: client connections accepted so far.
         active: links currently open.
-        cuts: links ended by :meth:`~trio_mqtt.testing.FaultProxy.cut`, :meth:`~trio_mqtt.testing.FaultProxy.cut_after` or
+        cuts: links ended by :meth:`~trio_mqtt.testing.FaultProxy.cut`,
+            :meth:`~trio_mqtt.testing.FaultProxy.cut_after` or
             :meth:`~trio_mqtt.testing.FaultProxy.reset`.
         bytes_up: bytes forwarded from clients to the broker.
         bytes_down: bytes forwarded from the broker to clients.
