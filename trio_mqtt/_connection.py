@@ -87,8 +87,6 @@ class MqttConnection:
         self._loop = loop
         self.options = loop.options
         self._reconnect_on_next_poll = False
-        # the event buffer, also read directly by the sync API's non-blocking receive
-        self._events = loop._events
 
     # ================================================================= public API
     @property
