@@ -16,8 +16,10 @@ from trio_mqtt import (
     InvalidOptionError,
     InvalidTopicError,
     MemorySessionStore,
+    MqttError,
     MqttOptions,
     ProtocolVersion,
+    ReconnectPolicy,
     SessionStore,
     SqliteSessionStore,
     open_mqtt_connection,
@@ -478,3 +480,85 @@ async def test_a_store_in_use_refuses_a_second_connection(tmp_path: Path) -> Non
                     async with open_mqtt_connection(options.replace(client_id="d")):
                         pass  # pragma: no cover
             nursery.cancel_scope.cancel()
+
+
+class FailingStore(MemorySessionStore):
+    """A durable store whose disk is full."""
+
+    durable = True
+
+    async def apply(self, changes: Sequence[SessionChange]) -> None:
+        raise OSError(28, "No space left on device")
+
+
+async def test_a_failing_store_ends_the_connection_before_sending() -> None:
+    received: list[object] = []
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+
+            async def script(peer: ScriptedPeer) -> None:
+                await peer.accept()
+                received.extend(await until_disconnect(peer))
+
+            options = MqttOptions(
+                "c", transport=FakeBroker(nursery, script), session_store=FailingStore()
+            )
+            async with open_mqtt_connection(options) as conn:
+                await conn.client.publish("t", b"must not leave unstored", qos=1)
+                with pytest.raises(MqttError, match="session store failed") as caught:
+                    while True:
+                        await conn.poll()
+                assert isinstance(caught.value.__cause__, OSError)
+                assert conn.statistics().inflight == 1  # kept for the next attempt
+                await conn.client.disconnect(grace_period=0)
+            nursery.cancel_scope.cancel()
+    assert not [p for p in received if isinstance(p, Publish)]
+
+
+class FlakyStore(SqliteSessionStore):
+    """Fails its first batch, then works; records what became durable."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.failures = 1
+        self.durable_ids: list[int] = []
+
+    async def apply(self, changes: Sequence[SessionChange]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise sqlite3.OperationalError("disk I/O error")
+        await super().apply(changes)
+        self.durable_ids += [c.packet_id for c in changes if c.kind == SENT]
+
+
+async def test_a_failed_batch_is_retried_after_the_reconnect(tmp_path: Path) -> None:
+    store = FlakyStore(tmp_path)
+    arrived: list[tuple[int, list[int]]] = []
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+
+            async def script(peer: ScriptedPeer) -> None:
+                await peer.accept(session_present=peer.index > 0)
+                if peer.index == 0:
+                    await until_disconnect(peer)  # the client gives up before sending
+                    return
+                publish = await peer.receive()
+                assert isinstance(publish, Publish)
+                arrived.append((publish.packet_id, list(store.durable_ids)))
+                await peer.send(PubAck(publish.packet_id))
+                await until_disconnect(peer)
+
+            options = MqttOptions(
+                "c",
+                clean_start=False,
+                transport=FakeBroker(nursery, script),
+                session_store=store,
+                reconnect=ReconnectPolicy(initial_delay=0.01, max_delay=0.01),
+            )
+            async with open_mqtt_connection(options) as conn:
+                tracker = await conn.client.publish_tracked("t", b"x", qos=1)
+                assert (await tracker.wait()).packet_id == 1
+            nursery.cancel_scope.cancel()
+    # the PUBLISH reached the broker only once its (retried) batch was on disk
+    assert arrived == [(1, [1, 1])]
+    assert store.read("c") == SessionSnapshot()

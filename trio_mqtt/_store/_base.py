@@ -80,9 +80,10 @@ class SessionChange(NamedTuple):
 class SessionStore(Protocol):
     """Where a client session is kept between connections and processes.
 
-    A store serves one connection at a time; ``open`` and ``close`` bracket the use. Errors
-    a store raises (for example ``sqlite3.Error``) end the connection unchanged: sending
-    without the promised durability would break the guarantee the store exists for.
+    A store serves one connection at a time; ``open`` and ``close`` bracket the use. An
+    exception from a store (for example ``sqlite3.Error``) ends the network connection before
+    anything unrecorded is sent, as an :class:`~trio_mqtt.MqttError` caused by it; a failed
+    :meth:`apply` batch is handed over again, first, on the next attempt.
 
     Attributes:
         durable: True when the store wants every change through :meth:`apply` before the

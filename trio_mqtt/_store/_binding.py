@@ -30,6 +30,10 @@ committed with the next batch or the final save; a crash before that re-sends th
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from .._core._errors import MqttError
 from .._core._events import Event, Incoming, Outgoing, SessionLost
 from .._core._packets import NO_PROPERTIES, PubAck, PubComp, Publish, PubRec, PubRel
 from .._core._session import SessionSnapshot
@@ -40,6 +44,17 @@ __all__ = ["StoreBinding"]
 
 _SENT = ChangeKind.SENT
 _DONE = ChangeKind.DONE
+T = TypeVar("T")
+
+
+async def _guarded(call: Awaitable[T]) -> T:
+    """Await a store call; a failure of the store (not ours) becomes an :class:`MqttError`."""
+    try:
+        return await call
+    except MqttError:
+        raise
+    except Exception as exc:
+        raise MqttError(f"the session store failed: {exc!r}") from exc
 
 
 class StoreBinding:
@@ -65,11 +80,11 @@ class StoreBinding:
 
     async def start(self, state: ClientState) -> None:
         """Open the store and load its session into ``state`` (before the first connect)."""
-        snapshot = await self.store.open(self.client_id)
+        snapshot = await _guarded(self.store.open(self.client_id))
         self._opened = True
         if self.clean_start:
             if snapshot.outgoing or snapshot.incoming:
-                await self.store.save(SessionSnapshot())
+                await _guarded(self.store.save(SessionSnapshot()))
         else:
             state.restore_session(snapshot)
         # Only now may the final save overwrite the store with this state.
@@ -114,14 +129,25 @@ class StoreBinding:
         self.pending = bool(changes)
 
     async def flush(self) -> None:
-        """Commit the recorded changes (one batch) before the bytes they describe are sent."""
+        """Commit the recorded changes (one batch) before the bytes they describe are sent.
+
+        Raises:
+            MqttError: the store failed (its exception is the cause). The connection ends
+                without sending; the batch is kept and retried first by the next flush, so
+                the store never misses a change (every change is idempotent).
+        """
         changes = self._changes
         if not changes:
             self.pending = False
             return
         self._changes = []
         self.pending = False
-        await self.store.apply(changes)
+        try:
+            await _guarded(self.store.apply(changes))
+        except BaseException:
+            self._changes[:0] = changes
+            self.pending = True
+            raise
 
     async def finish(self) -> None:
         """Save the final session and release the store (the connection is over)."""
@@ -132,6 +158,6 @@ class StoreBinding:
             if self._state is not None:
                 self._changes = []
                 self.pending = False
-                await self.store.save(self._state.export_session())
+                await _guarded(self.store.save(self._state.export_session()))
         finally:
-            await self.store.close()
+            await _guarded(self.store.close())
