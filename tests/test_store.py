@@ -247,6 +247,13 @@ async def test_sqlite_runs_in_a_worker_thread(
     await store.close()
     assert len(threads) == 4
     assert threading.current_thread() is threading.main_thread()
+    # in_thread=False: batches are committed on the event loop's thread, the rest is not
+    inline = SqliteSessionStore(tmp_path, in_thread=False)
+    await inline.open("c")
+    await inline.apply([SessionChange(SENT, 2, pub(2))])
+    await inline.close()
+    assert len(threads) == 6
+    assert [p.packet_id for p in inline.read("c").outgoing] == [2]
 
 
 def test_store_options_are_checked(tmp_path: Path) -> None:

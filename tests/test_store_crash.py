@@ -60,8 +60,8 @@ class ReportingStore(SqliteSessionStore):
             sys.stdout.flush()
 
 
-async def main(port, directory, start, total, version):
-    store = ReportingStore(directory)
+async def main(port, directory, start, total, version, in_thread):
+    store = ReportingStore(directory, in_thread=bool(in_thread))
     restored = store.read(CLIENT)
     for packet in restored.outgoing:
         if isinstance(packet, Publish):
@@ -79,7 +79,7 @@ async def main(port, directory, start, total, version):
     print("DONE", flush=True)
 
 
-trio.run(main, int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
+trio.run(main, int(sys.argv[2]), sys.argv[3], *map(int, sys.argv[4:]))
 """
 
 
@@ -87,10 +87,16 @@ class Child:
     """One run of the publisher script; collects what it printed."""
 
     def __init__(
-        self, script: Path, port: int, directory: Path, start: int, version: ProtocolVersion
+        self,
+        script: Path,
+        port: int,
+        directory: Path,
+        start: int,
+        settings: tuple[ProtocolVersion, bool],
     ) -> None:
+        version, in_thread = settings
         self.argv = [sys.executable, str(script), CLIENT, str(port), str(directory), str(start)]
-        self.argv += [str(TOTAL), str(int(version))]
+        self.argv += [str(TOTAL), str(int(version)), str(int(in_thread))]
         self.stderr = directory.parent / f"child-{start}.err"
         self.durable = -1
         self.lines: list[str] = []
@@ -129,9 +135,12 @@ class Child:
         return f"{self.argv}: {self.lines[-3:]} {self.stderr.read_text()[-2000:]}"
 
 
-@pytest.mark.parametrize("version", [ProtocolVersion.V311, ProtocolVersion.V5])
+@pytest.mark.parametrize(
+    ("version", "in_thread"),
+    [(ProtocolVersion.V311, True), (ProtocolVersion.V5, True), (ProtocolVersion.V311, False)],
+)
 async def test_killed_publisher_resumes_without_loss_or_qos2_duplicates(
-    mosquitto_factory: BrokerFactory, tmp_path: Path, version: ProtocolVersion
+    mosquitto_factory: BrokerFactory, tmp_path: Path, version: ProtocolVersion, in_thread: bool
 ) -> None:
     # An unlimited broker window and queue: see DESIGN.md on mosquitto 2.0.11 and QoS 2 counts.
     broker = mosquitto_factory(max_inflight_messages=0, max_queued_messages=0)
@@ -156,14 +165,14 @@ async def test_killed_publisher_resumes_without_loss_or_qos2_duplicates(
                     counts[int(message.payload)] += 1
 
             nursery.start_soon(count)
-            first = Child(script, broker.port, directory, 0, version)
+            first = Child(script, broker.port, directory, 0, (version, in_thread))
             await first.run(kill_after=KILL_AFTER)
             assert first.returncode == -signal.SIGKILL, first.explain()
             assert "DONE" not in first.lines
             at_kill = SqliteSessionStore(directory).read(CLIENT)
             assert at_kill.outgoing, "killed with nothing in flight: the test proves nothing"
 
-            second = Child(script, broker.port, directory, first.durable + 1, version)
+            second = Child(script, broker.port, directory, first.durable + 1, (version, in_thread))
             await second.run()
             assert second.returncode == 0, second.explain()
             assert second.lines[0].split()[2] == str(len(at_kill.outgoing))

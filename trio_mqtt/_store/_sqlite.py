@@ -83,6 +83,11 @@ class SqliteSessionStore:
         directory: where the database files live (created when missing).
         synchronous: SQLite's ``synchronous`` setting: ``"NORMAL"`` survives a killed
             process, ``"FULL"`` also a power failure (slower).
+        in_thread: run each batch's transaction in a worker thread (default), so a slow disk
+            never stalls the event loop. ``False`` runs it on the event loop's thread, which
+            saves the thread round trip (about a quarter more messages per second in the
+            measurements of :doc:`/reconnects`) when commits are cheap: ``"NORMAL"`` on a
+            local disk. Opening, saving and closing always use a thread.
 
     Raises:
         InvalidOptionError: an unknown ``synchronous`` value.
@@ -90,12 +95,19 @@ class SqliteSessionStore:
 
     durable = True
 
-    def __init__(self, directory: str | os.PathLike[str], *, synchronous: str = "NORMAL") -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        synchronous: str = "NORMAL",
+        in_thread: bool = True,
+    ) -> None:
         level = synchronous.upper()
         if level not in _SYNCHRONOUS:
             raise InvalidOptionError(f"synchronous must be one of {', '.join(_SYNCHRONOUS)}")
         self.directory = Path(directory)
         self.synchronous = level
+        self.in_thread = in_thread
         self._db: sqlite3.Connection | None = None
         self._client_id: str | None = None
         self._lock = trio.Lock()
@@ -130,7 +142,11 @@ class SqliteSessionStore:
         async with self._lock:
             db = self._need_db()
             statements = _plan(changes)  # encoding here leaves the thread little Python to run
-            await trio.to_thread.run_sync(_run_sync, db, statements)
+            if self.in_thread:
+                await trio.to_thread.run_sync(_run_sync, db, statements)
+            else:
+                _run_sync(db, statements)
+                await trio.lowlevel.checkpoint()
 
     async def save(self, snapshot: SessionSnapshot) -> None:
         """Replace the stored session with ``snapshot`` in one transaction."""
