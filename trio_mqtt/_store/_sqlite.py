@@ -85,7 +85,7 @@ class SqliteSessionStore:
             process, ``"FULL"`` also a power failure (slower).
         in_thread: run each batch's transaction in a worker thread (default), so a slow disk
             never stalls the event loop. ``False`` runs it on the event loop's thread, which
-            saves the thread round trip (about a quarter more messages per second in the
+            saves the thread round trip (a quarter to a third more messages per second in the
             measurements of :doc:`/reconnects`) when commits are cheap: ``"NORMAL"`` on a
             local disk. Opening, saving and closing always use a thread.
 
