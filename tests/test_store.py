@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 from fake_broker import FakeBroker, ScriptedPeer  # tests/ is on sys.path under pytest
 
 from trio_mqtt import (
@@ -326,6 +327,55 @@ def test_binding_clears_on_session_loss_and_ignores_non_durable_stores() -> None
     assert not memory.pending
 
 
+class GatedStore(MemorySessionStore):
+    """A durable store whose commits finish when the test says so."""
+
+    durable = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = trio.Event()
+
+    async def apply(self, changes: Sequence[SessionChange]) -> None:
+        await self.gate.wait()
+
+
+async def test_binding_holds_back_incoming_qos2_until_its_id_is_durable() -> None:
+    store = GatedStore()
+    state = ClientState(SessionConfig(client_id="c", clean_start=False))
+    binding = StoreBinding(store, "c", clean_start=False)
+    await binding.start(state)
+    state.connect(0.0)
+    state.receive_packet(ConnAck(False, 0), 0.0)
+    assert binding.record(state.take_events()) != []  # nothing to hold: routed at once
+    state.receive_packet(Publish("q1", b"", QoS(1), packet_id=1), 0.0)
+    state.receive_packet(Publish("q2", b"", QoS(2), packet_id=2), 0.0)
+    assert binding.record(state.take_events()) == []  # PUBREC 2 pending: all held
+    state.receive_packet(Publish("q0", b""), 0.0)
+    assert binding.record(state.take_events()) == []  # later events wait too (order)
+    released: list[object] = []
+    async with trio.open_nursery() as nursery:
+
+        async def flush() -> None:
+            released.extend(await binding.flush())
+
+        nursery.start_soon(flush)
+        await trio.testing.wait_all_tasks_blocked()
+        # a message arriving while the commit runs is not covered by it
+        state.receive_packet(Publish("late", b"", QoS(2), packet_id=3), 0.0)
+        assert binding.record(state.take_events()) == []
+        store.gate.set()
+    topics = [e.packet.topic for e in released if isinstance(e, Incoming)]  # type: ignore[union-attr]
+    assert topics == ["q1", "q2", "q0"]
+    late = await binding.flush()
+    assert [e.packet.topic for e in late if isinstance(e, Incoming)] == ["late"]  # type: ignore[union-attr]
+    assert binding.release_all() == []
+    state.receive_packet(Publish("again", b"", QoS(2), packet_id=4), 0.0)
+    assert binding.record(state.take_events()) == []
+    assert len(binding.release_all()) == 2  # the connection is gone: hand them over
+    await binding.finish()
+
+
 # ====================================================================== with the event loop
 class LoggingStore(SqliteSessionStore):
     """Records, in a list shared with the broker script, each change once it is durable."""
@@ -412,6 +462,8 @@ async def test_session_carries_over_to_the_next_connection(kind: str, tmp_path: 
                 await conn.client.publish("c", b"3", qos=2)
                 async for message in conn.messages():
                     delivered.append(message.payload)
+                    if kind == "sqlite":  # shown only once its id was durable
+                        assert ("durable", HOLD, 9) in log
                     break
                 await held.wait()
                 await conn.client.disconnect(grace_period=0)

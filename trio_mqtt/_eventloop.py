@@ -45,6 +45,7 @@ from ._core._errors import (
     RequestsDone,
 )
 from ._core._events import (
+    Event,
     Incoming,
     Outgoing,
     PublishDone,
@@ -209,7 +210,11 @@ class EventLoop:
         if not events:
             return
         if self._store is not None:
-            self._store.record(events)
+            # the store holds events back while an incoming QoS 2 id is not yet durable
+            events = self._store.record(events)
+        self._route(events)
+
+    def _route(self, events: list[Event]) -> None:
         buffer = self._events
         for event in events:
             kind = type(event)
@@ -525,7 +530,7 @@ class EventLoop:
     async def _send(self, stream: trio.abc.Stream, data: bytes) -> None:
         if data:
             if self._store is not None and self._store.pending:
-                await self._store.flush()
+                self._route(await self._store.flush())
             await stream.send_all(data)
             self._bytes_sent += len(data)
 
@@ -550,6 +555,8 @@ class EventLoop:
             if self._state.state is not ConnectionState.DISCONNECTED:
                 self._state.connection_lost(trio.current_time())
             self._collect()
+            if self._store is not None:
+                self._route(self._store.release_all())
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(stream)
         if self._end is not None:
@@ -633,7 +640,7 @@ class EventLoop:
                 rounds = last_data_round = 0
                 if self._store is not None and self._store.pending:
                     # what these bytes describe is durable before the broker can see it
-                    await self._store.flush()
+                    self._route(await self._store.flush())
                 with _translate_io_errors("sending failed"):
                     await stream.send_all(blob)
                 self._bytes_sent += len(blob)

@@ -22,10 +22,19 @@ event                                     change
 The writer calls :meth:`StoreBinding.flush` before every ``send_all``, so the changes behind
 the bytes about to leave are committed first, in one transaction per batch: a PUBLISH is on
 disk before the broker can see it, an incoming QoS 2 id is held on disk before our PUBREC
-leaves (else a crash plus the broker's re-send would deliver it twice), and the id is released
-on disk before our PUBCOMP leaves. Acknowledgements that need no answer (PUBACK, PUBCOMP) are
-committed with the next batch or the final save; a crash before that re-sends the message
-(QoS 1, allowed) or a PUBREL the broker answers harmlessly (QoS 2).
+leaves, and the id is released on disk before our PUBCOMP leaves.
+
+An incoming QoS 2 message must not reach the application before its id is durable either:
+killed in between, the process would have shown the message, the broker would not have our
+PUBREC, and the restarted process would show its re-send again. So :meth:`record` holds back
+a batch of events that holds an incoming id (and every later batch, to keep the order) until
+a flush has committed it; the event loop routes what :meth:`flush` releases. When the
+connection is lost first, :meth:`release_all` hands them over anyway: the session in memory
+already counts them as delivered, and their ids reach the disk with the next flush.
+
+Acknowledgements that need no answer (PUBACK, PUBCOMP) are committed with the next batch or
+the final save; a crash before that re-sends the message (QoS 1, allowed) or a PUBREL the
+broker answers harmlessly (QoS 2).
 """
 
 from __future__ import annotations
@@ -75,6 +84,8 @@ class StoreBinding:
         self.pending = False
         self._durable = bool(store.durable)
         self._changes: list[SessionChange] = []
+        # events held back until the incoming QoS 2 ids they carry are durable
+        self._held: list[Event] = []
         self._state: ClientState | None = None
         self._opened = False
 
@@ -90,11 +101,16 @@ class StoreBinding:
         # Only now may the final save overwrite the store with this state.
         self._state = state
 
-    def record(self, events: list[Event]) -> None:
-        """Turn the core's events into changes (see the module doc); cheap and synchronous."""
+    def record(self, events: list[Event]) -> list[Event]:
+        """Turn the core's events into changes (see the module doc); cheap and synchronous.
+
+        Returns the events the application may see now; the others are returned by a later
+        :meth:`flush` (or :meth:`release_all`).
+        """
         if not self._durable:
-            return
+            return events
         changes = self._changes
+        holds = False
         for event in events:
             if isinstance(event, Outgoing):
                 packet = event.packet
@@ -112,6 +128,7 @@ class StoreBinding:
                 elif isinstance(packet, PubRec):
                     if packet.reason_code < 0x80:
                         changes.append(SessionChange(ChangeKind.HOLD_INCOMING, packet.packet_id))
+                        holds = True
                 elif isinstance(packet, PubComp):
                     changes.append(SessionChange(ChangeKind.RELEASE_INCOMING, packet.packet_id))
             elif isinstance(event, Incoming):
@@ -127,9 +144,21 @@ class StoreBinding:
                 changes.clear()
                 changes.append(SessionChange(ChangeKind.CLEARED, 0))
         self.pending = bool(changes)
+        if holds or self._held:
+            self._held.extend(events)
+            return []
+        return events
 
-    async def flush(self) -> None:
+    def release_all(self) -> list[Event]:
+        """Every held-back event (the connection is gone: see the module doc)."""
+        held = self._held
+        self._held = []
+        return held
+
+    async def flush(self) -> list[Event]:
         """Commit the recorded changes (one batch) before the bytes they describe are sent.
+
+        Returns the held-back events this commit made safe to deliver, oldest first.
 
         Raises:
             MqttError: the store failed (its exception is the cause). The connection ends
@@ -137,9 +166,10 @@ class StoreBinding:
                 the store never misses a change (every change is idempotent).
         """
         changes = self._changes
+        covered = len(self._held)
         if not changes:
             self.pending = False
-            return
+            return self._release(covered)
         self._changes = []
         self.pending = False
         try:
@@ -148,6 +178,13 @@ class StoreBinding:
             self._changes[:0] = changes
             self.pending = True
             raise
+        return self._release(covered)
+
+    def _release(self, count: int) -> list[Event]:
+        # Events recorded while the commit ran may carry ids it did not cover: they wait.
+        released = self._held[:count]
+        del self._held[:count]
+        return released
 
     async def finish(self) -> None:
         """Save the final session and release the store (the connection is over)."""
