@@ -39,6 +39,7 @@ broker answers harmlessly (QoS 2).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -84,8 +85,10 @@ class StoreBinding:
         self.pending = False
         self._durable = bool(store.durable)
         self._changes: list[SessionChange] = []
-        # events held back until the incoming QoS 2 ids they carry are durable
-        self._held: list[Event] = []
+        # (flush that must have committed, events), held back in order until the incoming
+        # QoS 2 ids they carry are durable; 0 = nothing of their own to wait for
+        self._held: deque[tuple[int, list[Event]]] = deque()
+        self._flushes_started = 0
         self._state: ClientState | None = None
         self._opened = False
 
@@ -145,15 +148,16 @@ class StoreBinding:
                 changes.append(SessionChange(ChangeKind.CLEARED, 0))
         self.pending = bool(changes)
         if holds or self._held:
-            self._held.extend(events)
+            # the next flush to start takes the change that holds the id
+            self._held.append((self._flushes_started + 1 if holds else 0, events))
             return []
         return events
 
     def release_all(self) -> list[Event]:
         """Every held-back event (the connection is gone: see the module doc)."""
-        held = self._held
-        self._held = []
-        return held
+        released = [event for _, events in self._held for event in events]
+        self._held.clear()
+        return released
 
     async def flush(self) -> list[Event]:
         """Commit the recorded changes (one batch) before the bytes they describe are sent.
@@ -166,24 +170,23 @@ class StoreBinding:
                 the store never misses a change (every change is idempotent).
         """
         changes = self._changes
-        covered = len(self._held)
-        if not changes:
+        self._flushes_started += 1
+        generation = self._flushes_started
+        if changes:
+            self._changes = []
             self.pending = False
-            return self._release(covered)
-        self._changes = []
-        self.pending = False
-        try:
-            await _guarded(self.store.apply(changes))
-        except BaseException:
-            self._changes[:0] = changes
-            self.pending = True
-            raise
-        return self._release(covered)
-
-    def _release(self, count: int) -> list[Event]:
-        # Events recorded while the commit ran may carry ids it did not cover: they wait.
-        released = self._held[:count]
-        del self._held[:count]
+            try:
+                await _guarded(self.store.apply(changes))
+            except BaseException:
+                self._changes[:0] = changes  # the next flush commits them (and counts)
+                self.pending = True
+                raise
+        # Events recorded while the commit ran may carry ids it did not cover: they wait
+        # for the next flush, and so does everything after them.
+        released: list[Event] = []
+        held = self._held
+        while held and held[0][0] <= generation:
+            released += held.popleft()[1]
         return released
 
     async def finish(self) -> None:
