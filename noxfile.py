@@ -1,4 +1,4 @@
-"""Task runner. ``nox`` alone runs the tests, lint and type check (what CI runs)."""
+"""Task runner. ``nox`` alone runs the tests, lint, type check and docs build (what CI runs)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import shutil
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 MOSQUITTO_HINT = (
