@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import trio
@@ -35,6 +35,9 @@ from .._core._errors import InvalidOptionError
 from .._core._packets import ProtocolVersion, Publish, PubRel
 from .._core._session import MQTT_MAX_PACKET, SessionSnapshot
 from ._base import STAGE_PUBREL, STAGE_QOS1, STAGE_QOS2, ChangeKind, SessionChange
+
+if TYPE_CHECKING:  # sqlite3 (1.3 MiB) is imported only when a store is opened
+    import sqlite3
 
 __all__ = ["SqliteSessionStore"]
 
@@ -172,6 +175,8 @@ class SqliteSessionStore:
         path = self.path_for(client_id)
         if not path.exists():
             return SessionSnapshot()
+        import sqlite3
+
         db = sqlite3.connect(path, timeout=1.0, isolation_level=None)
         try:
             return _read_sync(db)
@@ -184,6 +189,8 @@ class SqliteSessionStore:
         return self._db
 
     def _open_sync(self, client_id: str) -> tuple[sqlite3.Connection, SessionSnapshot]:
+        import sqlite3
+
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.path_for(client_id)
         # A short busy timeout: the file is either free or held for a whole connection.
