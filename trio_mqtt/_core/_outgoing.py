@@ -386,6 +386,15 @@ class _OutgoingMixin(_SessionBase):
         if self.state is ConnectionState.CONNECTED:
             self._send(packet)
 
+    def _finish_publish(self, pid: int, flow: Flow, ack: PubAck | PubRec | PubComp) -> None:
+        """End an outgoing publish flow: free its id and window slot, report, send the next."""
+        del self._flows[pid]
+        self._inflight -= 1
+        if flow.tag is not None:
+            self._events.append(PublishDone(flow.tag, pid, ack.reason_code, ack.properties))
+        if self._waiting or self._deferred:
+            self._drain()
+
     def _on_puback(self, packet: PubAck) -> None:
         self._incoming_control(packet)
         pid = packet.packet_id
@@ -394,12 +403,7 @@ class _OutgoingMixin(_SessionBase):
             self._unexpected_ack(packet, flow)
         if self._deferred:
             self._forget_deferred(flow)
-        del self._flows[pid]
-        self._inflight -= 1
-        if flow.tag is not None:
-            self._events.append(PublishDone(flow.tag, pid, packet.reason_code, packet.properties))
-        if self._waiting or self._deferred:
-            self._drain()
+        self._finish_publish(pid, flow, packet)
 
     def _on_pubrec(self, packet: PubRec) -> None:
         self._incoming_control(packet)
@@ -411,14 +415,7 @@ class _OutgoingMixin(_SessionBase):
             self._forget_deferred(flow)
         if packet.reason_code >= 0x80:
             # A failing PUBREC ends the flow without PUBREL (MQTT-4.3.3).
-            del self._flows[pid]
-            self._inflight -= 1
-            if flow.tag is not None:
-                self._events.append(
-                    PublishDone(flow.tag, pid, packet.reason_code, packet.properties)
-                )
-            if self._waiting or self._deferred:
-                self._drain()
+            self._finish_publish(pid, flow, packet)
             return
         flow.kind = AWAIT_PUBCOMP
         self._send(PubRel(pid))
@@ -431,12 +428,7 @@ class _OutgoingMixin(_SessionBase):
             self._unexpected_ack(packet, flow)
         if self._deferred:
             self._forget_deferred(flow)
-        del self._flows[pid]
-        self._inflight -= 1
-        if flow.tag is not None:
-            self._events.append(PublishDone(flow.tag, pid, packet.reason_code, packet.properties))
-        if self._waiting or self._deferred:
-            self._drain()
+        self._finish_publish(pid, flow, packet)
 
     def _unexpected_ack(self, packet: Packet, flow: Flow | None) -> NoReturn:
         name = type(packet).__name__
