@@ -13,6 +13,7 @@ import trio_mqtt
 EXPECTED = {
     "CertificateVerificationError",
     "Client",
+    "ConnAck",
     "ConnectReturnCode",
     "ConnectTimeout",
     "ConnectionClosed",

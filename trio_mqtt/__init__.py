@@ -38,6 +38,7 @@ from ._core._events import (
     SessionLost as SessionLost,
 )
 from ._core._packets import (
+    ConnAck as ConnAck,
     Properties as Properties,
     ProtocolVersion as ProtocolVersion,
     Publish as Publish,
@@ -88,6 +89,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CertificateVerificationError",
     "Client",
+    "ConnAck",
     "ConnectReturnCode",
     "ConnectTimeout",
     "ConnectionClosed",
