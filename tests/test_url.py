@@ -224,3 +224,8 @@ def test_any_text_survives_percent_encoding(client_id: str, username: str, passw
     assert options.client_id == client_id
     assert options.username == username
     assert options.password == password.encode()
+
+
+def test_url_tls_keys_conflict_with_an_explicit_transport() -> None:
+    with pytest.raises(InvalidOptionError, match="ca_file"):
+        options_from_url("mqtts://broker/?ca_file=/tmp/ca.pem", transport=TcpTransport())

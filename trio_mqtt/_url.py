@@ -240,6 +240,12 @@ def options_from_url(url: str, **overrides: Any) -> MqttOptions:
     options.update(host=host, port=port)
     if "transport" not in overrides:
         options["transport"] = _transport(kind, parts, tls)
+    elif tls:
+        keys = ", ".join(sorted(tls))
+        raise InvalidOptionError(
+            f"the URL's TLS settings ({keys}) would be ignored because transport= is given; "
+            "put them in the transport instead"
+        )
     fields = MqttOptions.__dataclass_fields__
     for name in overrides:
         if name not in fields:
