@@ -241,9 +241,9 @@ def options_from_url(url: str, **overrides: Any) -> MqttOptions:
     if "transport" not in overrides:
         options["transport"] = _transport(kind, parts, tls)
     elif tls:
-        keys = ", ".join(sorted(tls))
+        ignored = ", ".join(sorted(tls))
         raise InvalidOptionError(
-            f"the URL's TLS settings ({keys}) would be ignored because transport= is given; "
+            f"the URL's TLS settings ({ignored}) would be ignored because transport= is given; "
             "put them in the transport instead"
         )
     fields = MqttOptions.__dataclass_fields__
