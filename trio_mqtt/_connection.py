@@ -206,7 +206,6 @@ class MqttConnection:
             route.close(self._loop._end)
         self._loop._routes.add(match_filter, route)
         self._loop._route_list.append(route)
-        self._loop._route_count += 1
         subscribed = False
         try:
             if qos is not None:
@@ -216,10 +215,9 @@ class MqttConnection:
         finally:
             self._loop._routes.remove(match_filter, route)
             self._loop._route_list.remove(route)
-            self._loop._route_count -= 1
             route.close(ConnectionClosed("route closed"))
             self._loop._space.set()
-            still_used = any(r.topic_filter == topic_filter for r in self._loop._all_routes())
+            still_used = any(r.topic_filter == topic_filter for r in self._loop._route_list)
             if subscribed and not still_used and self._loop._end is None:
                 with trio.move_on_after(self._loop.options.connect_timeout) as scope:
                     scope.shield = True

@@ -129,7 +129,6 @@ class EventLoop:
         self._events = EventBuffer(event_capacity, self._space)
         self._routes: FilterTree[Route] = FilterTree()
         self._route_list: list[Route] = []
-        self._route_count = 0
         self._writer_wakeup = Signal()
         self._window_wakeup = Signal()
         self._deadline_wakeup = Signal()
@@ -201,9 +200,6 @@ class EventLoop:
         self._publish_limits = (limit, max_qos, retain_ok)
 
     # ================================================================= events
-    def _all_routes(self) -> list[Route]:
-        return self._route_list
-
     def _collect(self) -> None:
         """Route the state machine's new events to trackers, routes and the event buffer."""
         events = self._state.take_events()
@@ -222,7 +218,7 @@ class EventLoop:
                 buffer.put(event)
             elif kind is Incoming:
                 packet = event.packet  # type: ignore[union-attr]
-                if type(packet) is Publish and self._route_count:
+                if type(packet) is Publish and self._route_list:
                     routes = self._routes.match(packet.topic)
                     if routes:
                         for route in routes:
@@ -254,15 +250,11 @@ class EventLoop:
                 buffer.put(event)
 
     def _needs_pause(self) -> bool:
-        if self._events.full:
-            return True
-        if self._route_count:
-            return any(route.full for route in self._all_routes())
-        return False
+        return self._events.full or any(route.full for route in self._route_list)
 
     def _report_failure(self, error: MqttError) -> None:
         self._events.put_failure(error)
-        for route in self._all_routes():
+        for route in self._route_list:
             route.put_failure(error)
 
     # ================================================================= requests
@@ -676,7 +668,7 @@ class EventLoop:
         end = self._end or ConnectionClosed("the connection was closed")
         self._end = end
         self._events.close(end)
-        for route in self._all_routes():
+        for route in self._route_list:
             route.close(end)
         for tracker in list(self._trackers):
             tracker._fail(end)
