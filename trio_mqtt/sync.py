@@ -3,9 +3,11 @@
 Theory of operation. :func:`connect` starts one background thread that runs ``trio.run`` around
 the same :func:`~trio_mqtt.open_mqtt_connection` the async API uses, and waits until the first
 connection attempt is over (raising its error in the caller). The protocol state lives in that
-thread only. Every blocking method crosses into it with :func:`trio.from_thread.run` (or
-``run_sync``) and the loop's :class:`~trio.lowlevel.TrioToken`, and blocks the calling thread
-until the Trio side answers, so any number of threads can use the API at once.
+thread only. Every blocking method crosses into it through the loop's
+:class:`~trio.lowlevel.TrioToken` (a callback for a ``*_nowait`` call, a system task for a call
+that waits, as :func:`trio.from_thread.run` does) and blocks the calling thread until the Trio
+side answers, so any number of threads can use the API at once. The main thread waits in slices
+of 0.1 s so that a Ctrl-C which lands just before it blocks is still noticed at once.
 
 * A sync :class:`Client` wraps one async :class:`~trio_mqtt.Client` handle; :meth:`Client.clone`
   makes another in the Trio thread. When every handle is closed, the session ends with

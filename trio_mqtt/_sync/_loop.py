@@ -19,6 +19,7 @@ from .. import _requests
 from .._connection import MqttConnection, open_mqtt_connection
 from .._core._errors import ConnectionClosed, MqttError
 from .._options import MqttOptions
+from . import _bridge
 
 __all__ = ["Tracker"]
 
@@ -97,15 +98,15 @@ class _Loop:
         """Start the thread and wait for the first connection attempt; raise its error."""
         try:
             self._thread.start()  # waits for the thread to run: Ctrl-C can land here too
-            self._ready.wait()
+            _bridge.wait_event(self._ready)
         except BaseException:  # KeyboardInterrupt while connecting
             self.stop(graceful=False)
             raise
         if self._startup_error is not None:
-            self._thread.join()
+            _bridge.join_thread(self._thread)
             raise self._startup_error
         if self.connection is None:  # pragma: no cover - only after an abort while starting
-            self._thread.join()
+            _bridge.join_thread(self._thread)
             raise ConnectionClosed("the connection was closed while connecting")
 
     def request_stop(self, *, graceful: bool) -> None:
@@ -128,7 +129,7 @@ class _Loop:
         if threading.current_thread() is self._thread or not self._thread.is_alive():
             return
         try:
-            self._thread.join()
+            _bridge.join_thread(self._thread)
         except BaseException:
             self.request_stop(graceful=False)
             raise
@@ -145,10 +146,12 @@ class _Loop:
             error.__cause__ = self._crash
         return error
 
-    def _bridge(self, send: Callable[[trio.lowlevel.TrioToken], T]) -> T:
+    def _cross(self, send: Callable[[trio.lowlevel.TrioToken], T]) -> T:
         token = self._token
         if token is None:  # pragma: no cover - handles exist only after a start
             raise self.closed_error()
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("a blocking trio_mqtt.sync call would deadlock its own Trio thread")
         try:
             return send(token)
         except (trio.RunFinishedError, trio.Cancelled):
@@ -160,12 +163,12 @@ class _Loop:
     def run(self, afn: Callable[..., Awaitable[T]], *args: object, **kwargs: object) -> T:
         """Run ``await afn(*args, **kwargs)`` in the Trio thread and return its result."""
         call = functools.partial(afn, *args, **kwargs)
-        return self._bridge(lambda token: trio.from_thread.run(call, trio_token=token))
+        return self._cross(lambda token: _bridge.call_async(token, call))
 
     def run_sync(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
         """Run ``fn(*args, **kwargs)`` in the Trio thread and return its result."""
         call = functools.partial(fn, *args, **kwargs)
-        return self._bridge(lambda token: trio.from_thread.run_sync(call, trio_token=token))
+        return self._cross(lambda token: _bridge.call_sync(token, call))
 
     def run_nowait_first(
         self,
