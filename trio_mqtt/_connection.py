@@ -171,6 +171,18 @@ class MqttConnection:
         """Iterate over incoming publishes only (other events are consumed and skipped)."""
         return _Messages(self)
 
+    def message_batches(self, max_batch: int = 1000) -> AsyncIterator[list[Publish]]:
+        """Like :meth:`messages`, but yield lists: each waits for one message, then takes every
+        message already buffered with it (at most ``max_batch``).
+
+        One scheduling pass per batch instead of one per message: at high message rates this
+        is the cheapest way to consume (see :doc:`/backpressure`). A connection error that
+        follows a batch is raised by the next step, so no message is lost behind it.
+        """
+        if max_batch < 1:
+            raise InvalidOptionError("max_batch must be at least 1")
+        return _MessageBatches(self, max_batch)
+
     @asynccontextmanager
     async def route(
         self,
@@ -280,6 +292,23 @@ class _Messages:
                     return event.packet
         except (ConnectionClosed, RequestsDone):
             raise StopAsyncIteration from None
+
+
+class _MessageBatches:
+    """Async iterator over lists of publishes (see :meth:`MqttConnection.message_batches`)."""
+
+    def __init__(self, connection: MqttConnection, max_batch: int) -> None:
+        self._first = _Messages(connection)
+        self._events = connection._loop._events
+        self._max_batch = max_batch
+
+    def __aiter__(self) -> _MessageBatches:
+        return self
+
+    async def __anext__(self) -> list[Publish]:
+        batch = [await self._first.__anext__()]
+        self._events.take_messages(batch, self._max_batch - 1)
+        return batch
 
 
 @asynccontextmanager

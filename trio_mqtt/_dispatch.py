@@ -25,7 +25,7 @@ from typing import Generic, Literal, TypeVar
 
 import trio
 
-from ._core._errors import ConnectionClosed, MqttError, RequestsDone
+from ._core._errors import ConnectionClosed, InvalidOptionError, MqttError, RequestsDone
 from ._core._events import Incoming
 from ._core._packets import Publish
 
@@ -165,6 +165,29 @@ class EventBuffer(_Buffer[object]):
         self._taken(item)
         return item
 
+    def take_messages(self, out: list[Publish], limit: int) -> None:
+        """Move up to ``limit`` buffered incoming messages to ``out``, without waiting.
+
+        Other events before and between them are consumed and skipped (as
+        :meth:`~trio_mqtt.MqttConnection.messages` does); a connection error stays in the
+        buffer for the next read, so it is never lost behind a batch.
+        """
+        self.consuming = True
+        items = self.items
+        taken = 0
+        while items and taken < limit:
+            item = items[0]
+            if type(item) is Failure:
+                break
+            items.popleft()
+            if type(item) is Incoming and type(item.packet) is Publish:
+                out.append(item.packet)
+                taken += 1
+        if taken:
+            self.unread_messages -= taken
+            if self.unread_messages < self.capacity:
+                self._space.set()
+
     def get_nowait(self) -> object:
         """The next buffered event; :class:`trio.WouldBlock` when none, the end error at the end."""
         self.consuming = True
@@ -215,11 +238,38 @@ class Route(_Buffer[Publish]):
     async def get(self) -> Publish:
         """The next message; raises a connection error or the end error."""
         item = await self._get()
-        if len(self.items) < self.capacity:
-            self._space.set()
+        self._made_room()
         if isinstance(item, Failure):
             raise item.error
         return item
+
+    def get_nowait(self) -> Publish:
+        """The next buffered message; :class:`trio.WouldBlock` when none."""
+        items = self.items
+        if not items:
+            if self.end is not None:
+                raise self.end
+            raise trio.WouldBlock
+        item = items.popleft()
+        self._made_room()
+        if isinstance(item, Failure):
+            raise item.error
+        return item
+
+    def take_messages(self, out: list[Publish], limit: int) -> None:
+        """Move up to ``limit`` buffered messages to ``out``, stopping at a connection error."""
+        items = self.items
+        taken = 0
+        while items and taken < limit and type(items[0]) is not Failure:
+            out.append(items.popleft())  # type: ignore[arg-type]
+            taken += 1
+        if taken:
+            self._made_room()
+
+    def _made_room(self) -> None:
+        # an overflow="wait" route that was full paused the reader: room again resumes it
+        if len(self.items) < self.capacity:
+            self._space.set()
 
 
 class MessageStream:
@@ -250,15 +300,22 @@ class MessageStream:
 
     def receive_nowait(self) -> Publish:
         """The next message, or raise :class:`trio.WouldBlock` when none is buffered."""
+        return self._route.get_nowait()
+
+    async def receive_batch(self, max_batch: int = 1000) -> list[Publish]:
+        """Wait for the next message, then take every message already buffered with it.
+
+        Returns between 1 and ``max_batch`` messages, in order, for one scheduling pass: a
+        consumer that keeps up with a fast stream this way spends far less time in the Trio
+        scheduler than one that takes a message per ``await``. Errors are raised as by
+        :meth:`receive` (an error that follows a batch is raised by the next call).
+        """
+        if max_batch < 1:
+            raise InvalidOptionError("max_batch must be at least 1")
         route = self._route
-        if not route.items:
-            if route.end is not None:
-                raise route.end
-            raise trio.WouldBlock
-        item = route.items.popleft()
-        if isinstance(item, Failure):
-            raise item.error
-        return item
+        batch = [await route.get()]
+        route.take_messages(batch, max_batch - 1)
+        return batch
 
     def __aiter__(self) -> MessageStream:
         return self

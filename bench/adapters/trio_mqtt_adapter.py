@@ -1,10 +1,12 @@
 """trio-mqtt itself, through its public API (``open_mqtt_connection``).
 
-Client ``trio-mqtt`` speaks MQTT 3.1.1 like most peers and publishes the way a
+Client ``trio-mqtt`` speaks MQTT 3.1.1 like most peers and publishes and receives the way a
 throughput-minded program does: ``client.publish_nowait()`` (synchronous, like gmqtt's and
-paho's ``publish``), falling back to ``await client.publish()`` when the queue is full.
-``trio-mqtt-await`` awaits ``client.publish()`` for every message, which costs one Trio
-scheduling pass per message. ``trio-mqtt-v5`` (only with ``--clients``) speaks MQTT 5, for
+paho's ``publish``), falling back to ``await client.publish()`` when the queue is full, and
+``conn.message_batches()`` (everything buffered for one checkpoint, as a gmqtt or paho
+callback sees every message of a read). ``trio-mqtt-await`` awaits ``client.publish()`` for
+every message and reads with ``conn.messages()``, which costs one Trio scheduling pass per
+message each way. ``trio-mqtt-v5`` (only with ``--clients``) speaks MQTT 5, for
 comparison with moat-lib-mqtt. Either way QoS 1/2 publishes are pipelined within the
 library's inflight window, and messages are received with ``async for message in
 conn.messages()``.
@@ -28,7 +30,8 @@ from bench.common import (
 
 NAME = "trio-mqtt"
 NOTE = (
-    "publish_nowait() with await publish() when full (-await: await every publish); "
+    "publish_nowait() with await publish() when full, message_batches() "
+    "(-await: await every publish, messages()); "
     "window 100; -v5: MQTT 5"
 )
 
@@ -72,10 +75,17 @@ async def _throughput(job: Job) -> dict[str, Any]:
         await sub.client.subscribe(TOPIC, qos)
 
         async def consume() -> None:
-            async for message in sub.messages():
-                if meter.on_payload(message.payload):
-                    done.set()
-                    return
+            if job.client == "trio-mqtt-await":
+                async for message in sub.messages():
+                    if meter.on_payload(message.payload):
+                        done.set()
+                        return
+            else:
+                async for batch in sub.message_batches():
+                    for message in batch:
+                        if meter.on_payload(message.payload):
+                            done.set()
+                            return
 
         nursery.start_soon(consume)
         meter.start()

@@ -275,10 +275,11 @@ async def run_benchmark(
             run.start = trio.current_time()
             run.go.set()
             latencies = run.latencies
-            async for message in conn.messages():
+            async for batch in conn.message_batches():
                 now = trio.current_time()
-                sent, _, _ = _HEADER.unpack_from(message.payload)
-                latencies.append(now - sent)
+                for message in batch:
+                    sent, _, _ = _HEADER.unpack_from(message.payload)
+                    latencies.append(now - sent)
                 run.last_receive = now
                 if run.waiting_for_room and run.published - len(latencies) <= run.window // 2:
                     run.waiting_for_room.unpark_all()

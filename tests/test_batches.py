@@ -1,0 +1,133 @@
+"""Batch reads against mosquitto: ``message_batches()`` and ``MessageStream.receive_batch()``."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from trio_mqtt import (
+    ConnectionLost,
+    InvalidOptionError,
+    MqttConnection,
+    MqttOptions,
+    QoS,
+    open_mqtt_connection,
+)
+from trio_mqtt.testing import MosquittoBroker, open_fault_proxy
+
+
+def options_for(broker: MosquittoBroker, client_id: str) -> MqttOptions:
+    return MqttOptions(client_id, broker.host, broker.port)
+
+
+async def wait_received(conn: MqttConnection, count: int) -> None:
+    """Wait until ``count`` PUBLISH packets arrived (they are buffered as they are decoded)."""
+    while conn.statistics().publishes_received < count:  # noqa: ASYNC110 - a counter, no event
+        await trio.sleep(0.005)
+
+
+async def test_batches_hold_every_buffered_message_in_order(mosquitto: MosquittoBroker) -> None:
+    with trio.fail_after(10):
+        async with open_mqtt_connection(options_for(mosquitto, "batches")) as conn:
+            await conn.client.subscribe("batch/#", QoS.AT_LEAST_ONCE)
+            for i in range(30):
+                await conn.client.publish(f"batch/{i}", str(i), qos=QoS.AT_LEAST_ONCE)
+            await wait_received(conn, 30)
+            # the buffer also holds Outgoing events (PUBLISH, PUBACK): they are skipped
+            assert conn.statistics().buffered_events > 30
+            batches = conn.message_batches(max_batch=12)
+            sizes = []
+            payloads = []
+            async for batch in batches:
+                sizes.append(len(batch))
+                payloads += [message.payload for message in batch]
+                if len(payloads) == 30:
+                    break
+            assert sizes == [12, 12, 6]
+            assert payloads == [str(i).encode() for i in range(30)]
+            assert conn.statistics().buffered_events == 0
+
+
+async def test_batch_waits_for_the_first_message(mosquitto: MosquittoBroker) -> None:
+    with trio.fail_after(10):
+        async with open_mqtt_connection(options_for(mosquitto, "batch-wait")) as conn:
+            await conn.client.subscribe("later", QoS.AT_MOST_ONCE)
+            batches = conn.message_batches()
+            async with trio.open_nursery() as nursery:
+                got: list[list[bytes]] = []
+
+                async def consume() -> None:
+                    got.append([message.payload for message in await anext(batches)])
+
+                nursery.start_soon(consume)
+                await trio.sleep(0.05)
+                assert got == []  # nothing published yet: the step waits
+                await conn.client.publish("later", b"now")
+            assert got == [[b"now"]]
+
+
+async def test_error_after_a_batch_comes_on_the_next_step(mosquitto: MosquittoBroker) -> None:
+    with trio.fail_after(10):
+        async with open_fault_proxy(mosquitto.host, mosquitto.port) as proxy:
+            options = MqttOptions("batch-error", proxy.host, proxy.port)
+            async with open_mqtt_connection(options) as conn:
+                await conn.client.subscribe("cut/#", QoS.AT_LEAST_ONCE)
+                for i in range(5):
+                    await conn.client.publish(f"cut/{i}", str(i), qos=QoS.AT_LEAST_ONCE)
+                await wait_received(conn, 5)
+                proxy.cut()
+                while conn.statistics().connected:  # noqa: ASYNC110 - a flag, no event
+                    await trio.sleep(0.005)
+                batches = conn.message_batches()
+                batch = await anext(batches)
+                assert [message.payload for message in batch] == [b"0", b"1", b"2", b"3", b"4"]
+                with pytest.raises(ConnectionLost):
+                    await anext(batches)
+
+
+async def test_route_receive_batch(mosquitto: MosquittoBroker) -> None:
+    with trio.fail_after(10):
+        async with (
+            open_mqtt_connection(options_for(mosquitto, "route-batch")) as conn,
+            conn.route("rb/#", qos=QoS.AT_LEAST_ONCE, capacity=50) as stream,
+        ):
+            for i in range(20):
+                await conn.client.publish(f"rb/{i}", str(i), qos=QoS.AT_LEAST_ONCE)
+            await wait_received(conn, 20)
+            first = await stream.receive_batch(max_batch=15)
+            second = await stream.receive_batch()
+            assert [m.payload for m in first + second] == [str(i).encode() for i in range(20)]
+            assert (len(first), len(second)) == (15, 5)
+
+
+async def test_route_read_with_receive_nowait_resumes_a_paused_reader(
+    mosquitto: MosquittoBroker,
+) -> None:
+    # a full overflow="wait" route pauses the reader; taking messages with receive_nowait()
+    # alone must make room again, or the remaining messages would never be read
+    with trio.fail_after(10):
+        async with (
+            open_mqtt_connection(options_for(mosquitto, "route-nowait")) as conn,
+            conn.route("rn/#", qos=QoS.AT_LEAST_ONCE, capacity=2) as stream,
+        ):
+            for i in range(8):
+                await conn.client.publish(f"rn/{i}", str(i), qos=QoS.AT_LEAST_ONCE)
+            received: list[bytes] = []
+            while len(received) < 8:
+                try:
+                    received.append(stream.receive_nowait().payload)
+                except trio.WouldBlock:
+                    await trio.sleep(0.005)
+            assert received == [str(i).encode() for i in range(8)]
+
+
+async def test_max_batch_must_be_positive(mosquitto: MosquittoBroker) -> None:
+    with trio.fail_after(10):
+        async with (
+            open_mqtt_connection(options_for(mosquitto, "batch-limit")) as conn,
+            conn.route("x") as stream,
+        ):
+            with pytest.raises(InvalidOptionError):
+                conn.message_batches(max_batch=0)
+            with pytest.raises(InvalidOptionError):
+                await stream.receive_batch(max_batch=0)
