@@ -54,6 +54,7 @@ EXPECTED = {
     "RetainHandling",
     "SessionLost",
     "SessionStore",
+    "Socks5Proxy",
     "SqliteSessionStore",
     "StreamLayer",
     "SubscribeResult",
@@ -73,6 +74,7 @@ EXPECTED = {
     "WebSocketTransport",
     "Will",
     "open_mqtt_connection",
+    "proxy_from_url",
 }
 
 

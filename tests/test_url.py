@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
 import pytest
@@ -9,12 +10,14 @@ from hypothesis import given, settings, strategies as st
 
 from trio_mqtt import InvalidOptionError, ProtocolVersion
 from trio_mqtt._transports import (
+    HttpProxy,
+    Socks5Proxy,
     TcpTransport,
     TlsTransport,
     UnixSocketTransport,
     WebSocketTransport,
 )
-from trio_mqtt._url import QUERY_KEYS, options_from_url
+from trio_mqtt._url import QUERY_KEYS, options_from_url, proxy_from_url
 
 
 def test_the_example_from_the_issue() -> None:
@@ -229,3 +232,61 @@ def test_any_text_survives_percent_encoding(client_id: str, username: str, passw
 def test_url_tls_keys_conflict_with_an_explicit_transport() -> None:
     with pytest.raises(InvalidOptionError, match="ca_file"):
         options_from_url("mqtts://broker/?ca_file=/tmp/ca.pem", transport=TcpTransport())
+
+
+@pytest.mark.parametrize(
+    ("url", "proxy_type", "host", "port", "inner_type"),
+    [
+        ("mqtt://b?proxy=http://p:3128", HttpProxy, "p", 3128, TcpTransport),
+        ("mqtts://b?proxy=https://p", HttpProxy, "p", 443, TlsTransport),
+        ("ws://b/mqtt?proxy=http://p", HttpProxy, "p", 80, WebSocketTransport),
+        ("mqtt://b?proxy=socks5://p", Socks5Proxy, "p", 1080, TcpTransport),
+        ("wss://b?proxy=socks5h://[::1]:9050", Socks5Proxy, "::1", 9050, WebSocketTransport),
+    ],
+)
+def test_proxy_query_key_wraps_the_transport(
+    url: str, proxy_type: type, host: str, port: int, inner_type: type
+) -> None:
+    options = options_from_url(url)
+    proxy = options.transport
+    assert type(proxy) is proxy_type
+    assert (proxy.host, proxy.port) == (host, port)  # type: ignore[attr-defined]
+    assert type(proxy.inner) is inner_type  # type: ignore[attr-defined]
+    assert (options.host, options.port) == ("b", options_from_url(url.split("?")[0]).port)
+
+
+def test_proxy_url_credentials_tls_and_dns() -> None:
+    secret = quote(quote("p@ss&word", safe=""), safe="")  # encoded twice: a URL in a query
+    options = options_from_url(f"mqtt://b?proxy=https%3A%2F%2Fme:{secret}@proxy:8443")
+    proxy = options.transport
+    assert isinstance(proxy, HttpProxy)
+    assert (proxy.username, proxy.password) == ("me", "p@ss&word")
+    assert isinstance(proxy.tls, TlsTransport)
+    assert proxy_from_url("http://p", TcpTransport()).tls is None
+    remote = proxy_from_url("socks5h://u:v@p", TcpTransport())
+    local = proxy_from_url("socks5://p", TcpTransport())
+    assert isinstance(remote, Socks5Proxy)
+    assert isinstance(local, Socks5Proxy)
+    assert (remote.remote_dns, remote.username, remote.password) == (True, "u", "v")
+    assert (local.remote_dns, local.username) == (False, None)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mqtt://b?proxy=ftp://p", "unknown proxy URL scheme 'ftp'"),
+        ("mqtt://b?proxy=http://p/path", "scheme://[user:password@]host[:port] only"),
+        ("mqtt://b?proxy=socks5://", "needs a host"),
+        ("mqtt://b?proxy=socks5://p:0", "invalid proxy port"),
+        ("mqtt://b?proxy=socks5://only-user@p", "both a username and a password"),
+        ("unix:///tmp/s?proxy=http://p", "cannot go through a proxy"),
+    ],
+)
+def test_bad_proxy_urls(url: str, message: str) -> None:
+    with pytest.raises(InvalidOptionError, match=re.escape(message)):
+        options_from_url(url)
+
+
+def test_proxy_key_conflicts_with_an_explicit_transport() -> None:
+    with pytest.raises(InvalidOptionError, match="proxy"):
+        options_from_url("mqtt://b?proxy=http://p", transport=TcpTransport())

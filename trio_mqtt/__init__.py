@@ -72,6 +72,7 @@ from ._transports import (
     CertificateVerificationError as CertificateVerificationError,
     HttpProxy as HttpProxy,
     ProxyError as ProxyError,
+    Socks5Proxy as Socks5Proxy,
     StreamLayer as StreamLayer,
     TcpTransport as TcpTransport,
     TlsConfigurationError as TlsConfigurationError,
@@ -83,6 +84,7 @@ from ._transports import (
     WebSocketRequest as WebSocketRequest,
     WebSocketTransport as WebSocketTransport,
 )
+from ._url import proxy_from_url as proxy_from_url
 
 __version__ = "0.1.0"
 
@@ -128,6 +130,7 @@ __all__ = [
     "RetainHandling",
     "SessionLost",
     "SessionStore",
+    "Socks5Proxy",
     "SqliteSessionStore",
     "StreamLayer",
     "SubscribeResult",
@@ -147,4 +150,5 @@ __all__ = [
     "WebSocketTransport",
     "Will",
     "open_mqtt_connection",
+    "proxy_from_url",
 ]

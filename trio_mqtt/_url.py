@@ -24,6 +24,9 @@ from ._core._errors import InvalidOptionError
 from ._core._packets import ProtocolVersion
 from ._options import MqttOptions
 from ._transports import (
+    HttpProxy,
+    Socks5Proxy,
+    StreamLayer,
     TcpTransport,
     TlsTransport,
     Transport,
@@ -31,7 +34,7 @@ from ._transports import (
     WebSocketTransport,
 )
 
-__all__ = ["QUERY_KEYS", "options_from_url"]
+__all__ = ["QUERY_KEYS", "options_from_url", "proxy_from_url"]
 
 _SCHEMES: dict[str, tuple[str, int]] = {
     "mqtt": ("tcp", 1883),
@@ -116,7 +119,11 @@ QUERY_KEYS: dict[str, _Key] = {
     "key_file": _Key("key_file", _as_text, tls_only=True),
     "alpn": _Key("alpn_protocols", lambda key, value: tuple(value.split(",")), tls_only=True),
     "server_name": _Key("server_hostname", _as_text, tls_only=True),
+    "proxy": _Key("proxy", _as_text),  # not an MqttOptions field: it wraps the transport
 }
+
+#: Proxy URL schemes and their default ports.
+_PROXY_SCHEMES = {"http": 80, "https": 443, "socks5": 1080, "socks5h": 1080}
 
 
 def _decode(what: str, text: str) -> str:
@@ -177,6 +184,52 @@ def _transport(kind: str, parts: SplitResult, tls: dict[str, Any]) -> Transport:
     return UnixSocketTransport(_decode("the socket path", parts.path))
 
 
+def proxy_from_url(url: str, inner: StreamLayer | None = None) -> HttpProxy | Socks5Proxy:
+    """The proxy transport a proxy URL describes, running ``inner`` through its tunnel.
+
+    ``inner`` is what runs through the tunnel: plain MQTT (:class:`TcpTransport`, the default),
+    :class:`TlsTransport` or :class:`WebSocketTransport`. Example::
+
+        transport = proxy_from_url("socks5h://127.0.0.1:1080", TlsTransport())
+
+    Schemes, as curl reads them: ``http://`` (an HTTP ``CONNECT`` proxy, port 80 by default),
+    ``https://`` (the same over TLS to the proxy, checked against the system's CAs, port 443),
+    ``socks5://`` (SOCKS5, the broker's name resolved here, port 1080) and ``socks5h://``
+    (SOCKS5, the name resolved by the proxy). ``user:password@`` gives the proxy credentials.
+
+    Raises:
+        InvalidOptionError: unknown scheme, a path or query, or a bad host or port.
+    """
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError as exc:
+        raise InvalidOptionError(f"unparsable proxy URL: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in _PROXY_SCHEMES:
+        known = ", ".join(_PROXY_SCHEMES)
+        raise InvalidOptionError(
+            f"unknown proxy URL scheme {parts.scheme!r}; expected one of {known}"
+        )
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise InvalidOptionError("a proxy URL is scheme://[user:password@]host[:port] only")
+    host, port = _host_and_port(parts, scheme, _PROXY_SCHEMES[scheme])
+    username = _decode("the proxy user name", parts.username) if parts.username else None
+    password = None if parts.password is None else _decode("the proxy password", parts.password)
+    if inner is None:
+        inner = TcpTransport()
+    if scheme.startswith("socks5"):
+        return Socks5Proxy(
+            host,
+            port,
+            inner=inner,
+            username=username,
+            password=password,
+            remote_dns=scheme == "socks5h",
+        )
+    tls = TlsTransport() if scheme == "https" else None
+    return HttpProxy(host, port, inner=inner, username=username, password=password, tls=tls)
+
+
 def options_from_url(url: str, **overrides: Any) -> MqttOptions:
     """Build ``MqttOptions`` from a connection URL.
 
@@ -188,9 +241,10 @@ def options_from_url(url: str, **overrides: Any) -> MqttOptions:
     or ``clean_start``, ``inflight_num``, ``max_incoming_packet_size_bytes``,
     ``max_outgoing_packet_size_bytes``, ``conn_timeout_secs``, ``request_channel_capacity_num``,
     ``protocol_version`` (``3.1.1`` or ``5``), ``ping_timeout_secs``, ``manual_acks``,
-    ``session_expiry_interval_secs``, ``receive_maximum``, ``topic_alias_maximum``; with a TLS
-    scheme also ``ca_file``, ``cert_file``, ``key_file``, ``alpn`` (comma-separated) and
-    ``server_name``. Without ``client_id`` the broker assigns one.
+    ``session_expiry_interval_secs``, ``receive_maximum``, ``topic_alias_maximum``, ``proxy``
+    (a proxy URL for :func:`proxy_from_url`, percent-encoded where it holds ``&`` or ``#``);
+    with a TLS scheme also ``ca_file``, ``cert_file``, ``key_file``, ``alpn``
+    (comma-separated) and ``server_name``. Without ``client_id`` the broker assigns one.
 
     Args:
         url: the connection URL.
@@ -238,13 +292,19 @@ def options_from_url(url: str, **overrides: Any) -> MqttOptions:
         options["password"] = _decode("the password", parts.password)
     options.setdefault("client_id", "")
     options.update(host=host, port=port)
+    proxy = options.pop("proxy", None)
     if "transport" not in overrides:
-        options["transport"] = _transport(kind, parts, tls)
-    elif tls:
-        ignored = ", ".join(sorted(tls))
+        transport = _transport(kind, parts, tls)
+        if proxy is not None:
+            if not isinstance(transport, StreamLayer):
+                raise InvalidOptionError(f"a {scheme}:// connection cannot go through a proxy")
+            transport = proxy_from_url(proxy, transport)
+        options["transport"] = transport
+    elif tls or proxy is not None:
+        ignored = ", ".join(sorted([*tls, *(["proxy"] if proxy is not None else [])]))
         raise InvalidOptionError(
-            f"the URL's TLS settings ({ignored}) would be ignored because transport= is given; "
-            "put them in the transport instead"
+            f"the URL's transport settings ({ignored}) would be ignored because transport= is "
+            "given; put them in the transport instead"
         )
     fields = MqttOptions.__dataclass_fields__
     for name in overrides:

@@ -15,18 +15,23 @@ import argparse
 import dataclasses
 import os
 import secrets
+from typing import cast
 from urllib.parse import parse_qsl, urlsplit
 
 from trio_mqtt import (
+    HttpProxy,
     InvalidOptionError,
     MqttOptions,
     ProtocolVersion,
     QoS,
+    Socks5Proxy,
+    StreamLayer,
     TcpTransport,
     TlsTransport,
     Transport,
     WebSocketTransport,
     Will,
+    proxy_from_url,
 )
 
 __all__ = ["add_connection_arguments", "default_client_id", "options_from_args"]
@@ -134,6 +139,12 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
         help="broker URL instead of -h/-p: mqtt://, mqtts://, ws://, wss:// or unix:///path, "
         "with user:password@ and query keys such as ?client_id=x&keep_alive_secs=5",
     )
+    broker.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="reach the broker through a proxy: http://, https://, socks5:// (name resolved "
+        "here) or socks5h:// (name resolved by the proxy), with user:password@ if needed",
+    )
     broker.add_argument("-u", "--username", help="user name")
     broker.add_argument("-P", "--pw", "--password", dest="password", help="password")
     broker.add_argument("-i", "--id", dest="client_id", help="client id (default: generated)")
@@ -202,6 +213,9 @@ def _tls_transport(args: argparse.Namespace, base: TlsTransport | None = None) -
 
 def _with_tls(args: argparse.Namespace, transport: Transport) -> Transport:
     """Apply the TLS flags to the transport a URL chose (it must be mqtts or wss)."""
+    if isinstance(transport, HttpProxy | Socks5Proxy):
+        inner = _with_tls(args, cast(Transport, transport.inner))
+        return dataclasses.replace(transport, inner=cast(StreamLayer, inner))
     if isinstance(transport, TlsTransport):
         return _tls_transport(args, transport)
     if isinstance(transport, WebSocketTransport) and isinstance(transport.tls, TlsTransport):
@@ -267,22 +281,39 @@ def options_from_args(
         options = MqttOptions.from_url(args.url, **overrides)
         if _tls_requested(args):
             options = options.replace(transport=_with_tls(args, options.transport))
-        return options
+        return _with_proxy(args, options)
     tls = _tls_requested(args)
     transport: Transport = _tls_transport(args) if tls else TcpTransport()
     overrides.setdefault("keep_alive", DEFAULT_KEEP_ALIVE)
-    return MqttOptions(
+    options = MqttOptions(
         args.client_id if args.client_id is not None else generated,
         host=args.host or DEFAULT_HOST,
         port=args.port or (DEFAULT_TLS_PORT if tls else DEFAULT_PORT),
         transport=transport,
         **overrides,  # type: ignore[arg-type]
     )
+    return _with_proxy(args, options)
+
+
+def _with_proxy(args: argparse.Namespace, options: MqttOptions) -> MqttOptions:
+    """Apply ``--proxy`` to the transport the other flags chose."""
+    if args.proxy is None:
+        return options
+    transport = options.transport
+    if isinstance(transport, HttpProxy | Socks5Proxy):
+        raise InvalidOptionError("give the proxy either as --proxy or in the URL, not both")
+    if not isinstance(transport, StreamLayer):
+        raise InvalidOptionError("a unix:// connection cannot go through a proxy")
+    return options.replace(transport=proxy_from_url(args.proxy, transport))
 
 
 def describe_broker(options: MqttOptions) -> str:
     """A short human description of where the options connect: ``mqtt://localhost:1883``."""
     transport = options.transport
+    if isinstance(transport, HttpProxy | Socks5Proxy):
+        kind = "SOCKS5" if isinstance(transport, Socks5Proxy) else "HTTP"
+        inner = options.replace(transport=cast(Transport, transport.inner))
+        return f"{describe_broker(inner)} via {kind} proxy {transport.host}:{transport.port}"
     if isinstance(transport, TlsTransport):
         scheme = "mqtts"
     elif isinstance(transport, WebSocketTransport):

@@ -18,7 +18,7 @@ import trio
 from trio_mqtt import ConnectionLost, Publish, QoS, ReconnectPolicy, open_mqtt_connection
 from trio_mqtt.sansio import validate_filter
 
-from ._connect import options_from_args, positive_float, positive_int, qos_value
+from ._connect import describe_broker, options_from_args, positive_float, positive_int, qos_value
 from ._exit import CliError, ExitCode
 from ._output import Console, message_json
 
@@ -92,7 +92,7 @@ async def _subscribe_and_print(args: argparse.Namespace, console: Console) -> in
     received = 0
     async with open_mqtt_connection(options) as conn:
         if args.debug:
-            console.err(f"connected as {options.client_id!r}")
+            console.err(f"connected to {describe_broker(options)} as {options.client_id!r}")
         result = await conn.client.subscribe_many([(topic, args.qos) for topic in args.topic])
         for topic, code in zip(args.topic, result.reason_codes, strict=False):
             if code >= 0x80:

@@ -12,6 +12,7 @@ from ._errors import (
     translate_stream_error as translate_stream_error,
 )
 from ._proxy import HttpProxy as HttpProxy
+from ._socks import Socks5Proxy as Socks5Proxy
 from ._tcp import TcpTransport as TcpTransport
 from ._tls import TlsTransport as TlsTransport
 from ._unix import UnixSocketTransport as UnixSocketTransport
@@ -25,6 +26,7 @@ __all__ = [
     "CertificateVerificationError",
     "HttpProxy",
     "ProxyError",
+    "Socks5Proxy",
     "StreamLayer",
     "TcpTransport",
     "TlsConfigurationError",

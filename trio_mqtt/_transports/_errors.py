@@ -71,16 +71,21 @@ class WebSocketError(TransportError):
 
 
 class ProxyError(TransportError):
-    """The HTTP proxy could not be reached or refused the ``CONNECT`` tunnel.
+    """The proxy (HTTP or SOCKS5) could not be reached or refused the tunnel to the broker.
 
     Attributes:
-        status_code: the proxy's HTTP status (``407`` means proxy authentication is required
-            or was wrong), or ``None`` when no answer arrived.
+        status_code: an HTTP proxy's status (``407`` means proxy authentication is required
+            or was wrong), or ``None``.
+        socks_reply: a SOCKS5 proxy's reply code (RFC 1928: ``2`` not allowed, ``4`` host
+            unreachable, ``5`` connection refused, ...), or ``None``.
     """
 
-    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, status_code: int | None = None, socks_reply: int | None = None
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
+        self.socks_reply = socks_reply
 
 
 def _ssl_reason(exc: BaseException) -> ssl.SSLError | None:
