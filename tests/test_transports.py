@@ -28,10 +28,10 @@ from trio_mqtt._transports import (
     Transport,
     UnixSocketTransport,
     WebSocketError,
-    WebSocketStream,
     WebSocketTransport,
     translate_stream_error,
 )
+from trio_mqtt._transports._websocket_stream import WebSocketStream
 from trio_mqtt.testing import MosquittoBroker
 
 TIMEOUT = 10

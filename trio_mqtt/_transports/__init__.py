@@ -18,7 +18,6 @@ from ._tls import TlsTransport as TlsTransport
 from ._unix import UnixSocketTransport as UnixSocketTransport
 from ._websocket import (
     WebSocketRequest as WebSocketRequest,
-    WebSocketStream as WebSocketStream,
     WebSocketTransport as WebSocketTransport,
 )
 
@@ -36,7 +35,6 @@ __all__ = [
     "UnixSocketTransport",
     "WebSocketError",
     "WebSocketRequest",
-    "WebSocketStream",
     "WebSocketTransport",
     "translate_stream_error",
 ]

@@ -14,7 +14,6 @@ import base64
 import ssl
 from dataclasses import dataclass, field
 
-import h11
 import trio
 
 from .._core._errors import InvalidOptionError, TransportError
@@ -148,6 +147,8 @@ class HttpProxy:
             raise
 
     async def _connect(self, stream: trio.abc.Stream, target: str, proxy: str) -> trio.abc.Stream:
+        import h11  # only when an HTTP proxy is used
+
         where = f"proxy {proxy} tunnel to {target}"
         conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_RESPONSE_HEAD)
         try:
