@@ -89,6 +89,8 @@ logger = logging.getLogger("trio_mqtt")
 RECEIVE_SIZE = 65536
 COALESCE_BYTES = 65536
 COALESCE_ROUNDS = 32
+#: quiet scheduling rounds after which the writer counts as idle and sends at once
+IDLE_ROUNDS = 2
 #: publishes that may wait for the writer before publishers are held back
 MAX_UNFLUSHED = 256
 FATAL_FLUSH_TIMEOUT = 1.0
@@ -595,17 +597,20 @@ class EventLoop:
     async def _writer(self, stream: trio.abc.Stream) -> None:
         """Send what the state machine queued, coalescing packets into few ``send_all`` calls.
 
-        While more packets keep arriving from one scheduling round to the next (a publisher
-        in a loop), the writer lets a few rounds pass before sending, up to
-        ``COALESCE_BYTES`` or ``COALESCE_ROUNDS``; a lone packet goes out after one round.
-        This cuts system calls (and the broker's wakeups) by an order of magnitude under load
-        at a cost of microseconds of latency.
+        The writer is either *streaming* or *idle*. After each send it watches
+        ``IDLE_ROUNDS`` scheduling rounds: if more packets arrive (a publisher in a loop, acks
+        for a flow of messages) it is streaming, and then lets rounds pass while packets keep
+        coming, up to ``COALESCE_BYTES`` or ``COALESCE_ROUNDS``, before the next send. This cuts
+        system calls (and the broker's wakeups) by an order of magnitude under load. If nothing
+        arrives it is idle, and the next packet goes out at once: a lone request or reply never
+        waits for packets that are not coming.
         """
         state = self._state
         pending: list[bytes] = []
         size = 0
         rounds = 0
         last_data_round = 0
+        streaming = False
         while True:
             data = state.data_to_send()
             if data:
@@ -613,15 +618,16 @@ class EventLoop:
                 size += len(data)
                 self._unflushed = 0
                 self._flushed.set()
-            # keep collecting while packets still arrived in the last two rounds
+                if rounds - last_data_round <= IDLE_ROUNDS:
+                    streaming = True
+                last_data_round = rounds
             if (
                 pending
+                and streaming
                 and size < COALESCE_BYTES
                 and rounds < COALESCE_ROUNDS
-                and (data or rounds - last_data_round < 2)
+                and rounds - last_data_round < IDLE_ROUNDS
             ):
-                if data:
-                    last_data_round = rounds
                 rounds += 1
                 await trio.lowlevel.checkpoint()
                 continue
@@ -629,13 +635,15 @@ class EventLoop:
                 blob = pending[0] if len(pending) == 1 else b"".join(pending)
                 pending.clear()
                 size = 0
-                rounds = last_data_round = 0
                 if self._store is not None and self._store.pending:
                     # what these bytes describe is durable before the broker can see it
                     self._route(await self._store.flush())
                 with _translate_io_errors("sending failed"):
                     await stream.send_all(blob)
                 self._bytes_sent += len(blob)
+                # watch the next rounds: do packets keep coming?
+                rounds = last_data_round = 0
+                streaming = False
                 continue
             if self._fatal is not None:
                 raise self._fatal
@@ -650,7 +658,13 @@ class EventLoop:
                 assert self._io_scope is not None
                 self._io_scope.cancel()
                 return
+            if rounds - last_data_round < IDLE_ROUNDS:
+                rounds += 1
+                await trio.lowlevel.checkpoint()
+                continue
             await self._writer_wakeup.wait()
+            rounds = IDLE_ROUNDS + 1  # woken after a quiet spell: not streaming
+            last_data_round = 0
 
     async def _keepalive(self) -> None:
         state = self._state
