@@ -29,10 +29,11 @@ ADAPTERS: dict[str, str] = {
     "zmqtt": "bench.adapters.zmqtt_adapter",
     "moat-lib-mqtt": "bench.adapters.moat_adapter",
     "trio-mqtt-v5": "bench.adapters.trio_mqtt_adapter",
+    "trio-mqtt-w1000": "bench.adapters.trio_mqtt_adapter",
 }
 
 #: Measured only when named with ``--clients`` (not part of the default run).
-EXTRAS: tuple[str, ...] = ("trio-mqtt-v5",)
+EXTRAS: tuple[str, ...] = ("trio-mqtt-v5", "trio-mqtt-w1000")
 
 #: Clients that are neither the raw-socket ceiling nor trio-mqtt itself.
 PEERS: tuple[str, ...] = tuple(

@@ -6,10 +6,10 @@ paho's ``publish``), falling back to ``await client.publish()`` when the queue i
 ``conn.message_batches()`` (everything buffered for one checkpoint, as a gmqtt or paho
 callback sees every message of a read). ``trio-mqtt-await`` awaits ``client.publish()`` for
 every message and reads with ``conn.messages()``, which costs one Trio scheduling pass per
-message each way. ``trio-mqtt-v5`` (only with ``--clients``) speaks MQTT 5, for
-comparison with moat-lib-mqtt. Either way QoS 1/2 publishes are pipelined within the
-library's inflight window, and messages are received with ``async for message in
-conn.messages()``.
+message each way. Two clients are measured only when named with ``--clients``:
+``trio-mqtt-v5`` speaks MQTT 5 (to compare with moat-lib-mqtt), and ``trio-mqtt-w1000`` is
+``trio-mqtt`` with an outgoing window (``inflight``) of 1,000 instead of the default 100.
+QoS 1/2 publishes are pipelined within the window.
 """
 
 from __future__ import annotations
@@ -55,8 +55,14 @@ def version() -> str:
 def _options(job: Job, suffix: str) -> Any:
     api = _api()
     version = api.ProtocolVersion.V5 if job.client.endswith("-v5") else api.ProtocolVersion.V311
+    inflight = 1000 if job.client.endswith("-w1000") else 100  # 100: the default
     return api.MqttOptions(
-        f"{job.client_id}-{suffix}", job.host, job.port, keep_alive=60, protocol_version=version
+        f"{job.client_id}-{suffix}",
+        job.host,
+        job.port,
+        keep_alive=60,
+        protocol_version=version,
+        inflight=inflight,
     )
 
 
