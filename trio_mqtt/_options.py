@@ -72,6 +72,63 @@ def _check_range(name: str, value: float, low: float, high: float) -> None:
         raise InvalidOptionError(f"{name} must be between {low:g} and {high:g}, got {value!r}")
 
 
+_INTEGERS = (
+    "port",
+    "keep_alive",
+    "inflight",
+    "request_capacity",
+    "max_incoming_packet_size",
+    "max_outgoing_packet_size",
+    "topic_alias_maximum",
+)
+_OPTIONAL_INTEGERS = ("session_expiry_interval", "receive_maximum")
+_FLAGS = (
+    "clean_start",
+    "manual_acks",
+    "outgoing_topic_aliases",
+    "request_response_information",
+    "request_problem_information",
+    "resend_on_session_loss",
+    "restore_subscriptions",
+)
+
+
+def _check_types(options: MqttOptions) -> None:
+    """Refuse values of the wrong type up front (``keep_alive=1.5``, ``clean_start="no"``),
+    which would otherwise fail much later or, worse, mean something else."""
+
+    def wrong(name: str, expected: str) -> InvalidOptionError:
+        value = getattr(options, name)
+        return InvalidOptionError(f"{name} must be {expected}, got {value!r}")
+
+    for name in ("client_id", "host"):
+        if not isinstance(getattr(options, name), str):
+            raise wrong(name, "a string")
+    for name in _INTEGERS + _OPTIONAL_INTEGERS:
+        value = getattr(options, name)
+        if value is None and name in _OPTIONAL_INTEGERS:
+            continue
+        if type(value) is bool or not isinstance(value, int):
+            raise wrong(name, "a whole number")
+    for name in ("connect_timeout", "ping_timeout"):
+        value = getattr(options, name)
+        if value is None and name == "ping_timeout":
+            continue
+        if type(value) is bool or not isinstance(value, int | float):
+            raise wrong(name, "a number of seconds")
+    for name in _FLAGS:
+        if not isinstance(getattr(options, name), bool):
+            raise wrong(name, "True or False")
+    if options.username is not None and not isinstance(options.username, str):
+        raise wrong("username", "a string or None")
+    if options.password is not None and not isinstance(options.password, str | bytes):
+        raise wrong("password", "a string, bytes or None")
+    if options.will is not None and not isinstance(options.will, Will):
+        raise wrong("will", "a Will or None")
+    if options.reconnect is not None and not isinstance(options.reconnect, ReconnectPolicy):
+        raise wrong("reconnect", "a ReconnectPolicy or None")
+
+
 def _check_utf8(name: str, value: str) -> None:
     try:
         encoded = value.encode("utf-8")
@@ -161,6 +218,7 @@ class MqttOptions:
     session_store: SessionStore | None = None
 
     def __post_init__(self) -> None:
+        _check_types(self)
         try:
             version = ProtocolVersion(self.protocol_version)
         except ValueError:
