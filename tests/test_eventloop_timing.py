@@ -206,6 +206,64 @@ async def test_reconnect_policy_backs_off_and_reports_attempts(
     assert len(broker.peers) == 4
 
 
+async def test_first_connection_retries_back_off_from_the_initial_delay(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    async def script(peer: ScriptedPeer) -> None:
+        if peer.index < 3:
+            await peer.receive()
+            await peer.send(ConnAck(reason_code=3))
+        else:
+            await answer_pings(peer)
+
+    broker = FakeBroker(nursery, script)
+    policy = ReconnectPolicy(initial_delay=1, max_delay=10, multiplier=2, jitter=0)
+    start = trio.current_time()
+    with trio.fail_after(60):
+        async with open_mqtt_connection(fake_options(broker, reconnect=policy)) as conn:
+            connected_after = trio.current_time() - start
+            reports = []
+            while True:
+                event = conn.poll_nowait()
+                if isinstance(event, Reconnecting):
+                    reports.append((event.attempt, event.delay))
+                if (
+                    isinstance(event, Incoming)
+                    and isinstance(event.packet, ConnAck)
+                    and event.packet.reason_code == 0
+                ):
+                    break
+    # three refusals, then retries after 1, 2 and 4 s, numbered 1, 2, 3
+    assert reports == [(1, 1), (2, 2), (3, 4)]
+    assert connected_after == pytest.approx(7, abs=0.01)
+    assert len(broker.peers) == 4
+
+
+@pytest.mark.parametrize("lost_first", [False, True])
+async def test_max_attempts_gives_up_with_the_last_error(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, lost_first: bool
+) -> None:
+    async def script(peer: ScriptedPeer) -> None:
+        if lost_first and peer.index == 0:
+            await peer.accept()
+            await peer.close()
+            return
+        await peer.receive()
+        await peer.send(ConnAck(reason_code=3))
+
+    broker = FakeBroker(nursery, script)
+    policy = ReconnectPolicy(initial_delay=1, multiplier=2, jitter=0, max_attempts=3)
+    options = fake_options(broker, reconnect=policy)
+    with trio.fail_after(60), pytest.raises(ConnectionRefused) as info:
+        async with open_mqtt_connection(options) as conn:
+            while True:
+                await conn.poll()
+    assert info.value.reason_code == 3
+    # three consecutive failed attempts, then the error (after the first connection: three
+    # reconnect attempts after it was lost)
+    assert len(broker.peers) == (4 if lost_first else 3)
+
+
 async def test_unacknowledged_publishes_are_resent_first_with_dup(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:

@@ -441,7 +441,10 @@ class EventLoop:
                 if not started and (policy is None or _exhausted(policy.max_attempts, attempt)):
                     raise
                 logger.info("connection attempt %d failed: %s", attempt, exc)
-                if not await self._after_failure(exc, attempt):
+                # Before the first CONNACK, the failed attempt was the first try, not a retry:
+                # the first retry then waits initial_delay, as after a lost connection.
+                retries = attempt if started else attempt - 1
+                if not await self._after_failure(exc, retries):
                     attempt = 0
                 continue
             attempt = 0
