@@ -300,3 +300,17 @@ async def test_cancelled_publishers_leave_a_consistent_session(mosquitto: Mosqui
             assert (await messages.__anext__()).payload == b"after"
     assert sorted(received) == sorted(admitted)
     assert 0 < len(admitted) < 800
+
+
+async def test_subscribe_many_and_nowait_take_a_lone_filter(mosquitto: MosquittoBroker) -> None:
+    # a bare string or (filter, qos) pair is one subscription, not a sequence to iterate
+    with trio.fail_after(10):
+        async with open_mqtt_connection(options_for(mosquitto, "lone-filter")) as conn:
+            result = await conn.client.subscribe_many("lone/a")  # type: ignore[arg-type]
+            assert result.reason_codes == (0,)
+            tracker = conn.client.subscribe_nowait(("lone/b", 1))  # type: ignore[arg-type]
+            assert (await tracker.wait()).reason_codes == (1,)
+            await conn.client.publish("lone/b", b"x", qos=QoS.AT_LEAST_ONCE)
+            async for message in conn.messages():
+                assert (message.topic, message.qos) == ("lone/b", 1)
+                break

@@ -251,6 +251,14 @@ class Client:
         subscriptions: Iterable[Subscription | str | tuple[str, int]],
         properties: Properties | None,
     ) -> SubscribeRequest:
+        # one filter given alone, not in a list: a string would otherwise be iterated as
+        # one-character filters
+        if isinstance(subscriptions, str | Subscription) or (
+            isinstance(subscriptions, tuple)
+            and len(subscriptions) == 2
+            and isinstance(subscriptions[1], int)
+        ):
+            subscriptions = [subscriptions]
         items: list[Subscription] = []
         for item in subscriptions:
             if isinstance(item, str):
