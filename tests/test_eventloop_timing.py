@@ -105,18 +105,50 @@ async def test_pings_when_only_incoming_traffic_flows(
     assert [t - start for t in ping_times(broker.peers[0])] == pytest.approx([10, 20], abs=0.01)
 
 
-async def test_no_pings_while_outgoing_traffic_flows(
+async def test_pings_on_time_when_only_outgoing_traffic_flows(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
+    # rumqttc's "some outgoing and no incoming packets should trigger pings on time": QoS 0
+    # publishes get no answer, so the keep alive probes the link although we keep sending
     broker = FakeBroker(nursery, answer_pings)
     with trio.fail_after(100):
         async with open_mqtt_connection(fake_options(broker, keep_alive=10)) as conn:
-            for i in range(30):
+            start = trio.current_time()
+            for i in range(35):
                 await conn.client.publish("out", str(i))
                 await trio.sleep(1)
     peer = broker.peers[0]
-    assert ping_times(peer) == []
-    assert sum(isinstance(p, Publish) for _, p in peer.received) == 30
+    assert [t - start for t in ping_times(peer)] == pytest.approx([10, 20, 30], abs=0.01)
+    assert sum(isinstance(p, Publish) for _, p in peer.received) == 35
+
+
+async def test_half_open_noticed_while_publishing_qos0(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    async def black_hole(peer: ScriptedPeer) -> None:
+        await peer.accept()
+        while True:
+            await peer.receive()  # reads everything, answers nothing
+
+    broker = FakeBroker(nursery, black_hole)
+    with trio.fail_after(100):
+        options = fake_options(broker, keep_alive=10, ping_timeout=4)
+        async with open_mqtt_connection(options) as conn:
+            start = trio.current_time()
+
+            async def publish_forever() -> None:
+                while True:
+                    await conn.client.publish("out", b"x")
+                    await trio.sleep(1)
+
+            async with trio.open_nursery() as publishers:
+                publishers.start_soon(publish_forever)
+                with pytest.raises(KeepAliveTimeout):
+                    while True:
+                        await conn.poll()
+                publishers.cancel_scope.cancel()
+            # keep_alive + ping_timeout after the broker went silent (its CONNACK)
+            assert trio.current_time() - start == pytest.approx(14, abs=0.01)
 
 
 async def test_missing_pingresp_is_a_dead_link(

@@ -147,7 +147,8 @@ class MqttOptions:
             session in MQTT 3.1.1; an MQTT 5 broker's assigned identifier is adopted).
         host: broker host name or address (ignored by the Unix socket transport).
         port: broker port.
-        keep_alive: seconds; a PINGREQ goes out after this much outbound silence (0 = never).
+        keep_alive: seconds; a PINGREQ goes out after this much silence in either direction
+            (0 = never).
         ping_timeout: seconds to wait for PINGRESP before the link counts as dead; ``None``
             means ``min(keep_alive, 30)``.
         clean_start: MQTT 3.1.1 clean session / MQTT 5 clean start, sent on every CONNECT.

@@ -315,15 +315,36 @@ def test_ping_after_keep_alive_of_outbound_silence() -> None:
     assert client.next_deadline() == 20.0
 
 
-def test_no_ping_while_outbound_traffic_flows() -> None:
+def test_no_ping_while_traffic_flows_both_ways() -> None:
     broker = connected(keep_alive=10)
     client = broker.client
     for t in range(5, 100, 5):
-        client.publish("t", b"", QoS.AT_MOST_ONCE, now=float(t))
+        client.publish("t", b"", QoS.AT_LEAST_ONCE, now=float(t))
+        (publish,) = broker.pump()
+        assert isinstance(publish, Publish)
+        broker.now = float(t)
+        broker.send(PubAck(publish.packet_id))
         client.handle_timeout(float(t))
         assert client.next_deadline() == t + 10.0
-    assert all(isinstance(p, Publish) for p in broker.pump())
+    assert broker.pump() == []
     assert client.statistics.pings_sent == 0
+
+
+def test_outbound_only_traffic_is_probed_with_pings() -> None:
+    # QoS 0 publishes get no answer: inbound silence alone makes a PINGREQ due, so that a
+    # half-open link is noticed although the client keeps sending
+    broker = connected(keep_alive=10)
+    client = broker.client
+    pings = []
+    for t in range(1, 40):
+        client.publish("t", b"", QoS.AT_MOST_ONCE, now=float(t))
+        client.handle_timeout(float(t))
+        for packet in broker.pump():
+            if isinstance(packet, PingReq):
+                pings.append(t)
+                broker.now = float(t)
+                broker.send(PingResp())
+    assert pings == [10, 20, 30]
 
 
 def test_missing_pingresp_raises_keepalive_timeout() -> None:
@@ -398,16 +419,18 @@ def test_replay_after_reconnect_keeps_order_ids_and_sets_dup() -> None:
     assert client.statistics.retransmissions == 4
 
 
-def test_half_open_noticed_within_keep_alive_plus_ping_timeout_of_last_send() -> None:
+def test_half_open_noticed_within_keep_alive_plus_ping_timeout_of_quiet_link() -> None:
     broker = connected(keep_alive=10, ping_timeout=4)
     client = broker.client
     client.publish("t", b"", QoS.AT_MOST_ONCE, now=3.0)  # the last packet we send
     broker.pump()
+    # the link went quiet inbound at 0 (CONNACK): PINGREQ at 10, dead at 14
     deadline = client.next_deadline()
-    assert deadline == 13.0
+    assert deadline == 10.0
     client.handle_timeout(deadline)
+    assert broker.pump() == [PingReq()]
     deadline = client.next_deadline()
-    assert deadline == 17.0  # = 3 + keep_alive + ping_timeout
+    assert deadline == 14.0  # = 0 + keep_alive + ping_timeout
     with pytest.raises(KeepAliveTimeout):
         client.handle_timeout(deadline)
     assert client.state is ConnectionState.DISCONNECTED

@@ -45,7 +45,7 @@ class SessionConfig:
     Attributes:
         client_id: client identifier ("" lets a v5 broker assign one, which is then adopted).
         protocol_version: 3.1.1 or 5.0.
-        keep_alive: seconds of outbound silence before a PINGREQ; 0 disables keepalive.
+        keep_alive: seconds of silence (either direction) before a PINGREQ; 0 disables it.
         ping_timeout: seconds to wait for PINGRESP before the link counts as dead.
         clean_start: clean session (3.1.1) / clean start (5.0) flag sent on every CONNECT.
         username, password, will: CONNECT fields.

@@ -169,6 +169,7 @@ class _SessionBase:
         self._reauth_pending = False
         self._now = 0.0
         self._last_sent = 0.0
+        self._last_received = 0.0
         self._ping_outstanding = False
         self._ping_wait_start = 0.0
         self._reader_paused = False

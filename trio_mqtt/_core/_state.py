@@ -14,12 +14,13 @@ failing the connection), ``_outgoing.py`` (requests, packet ids, the window, top
 the broker's acks), ``_incoming.py`` (publishes from the broker, duplicate suppression, manual
 acks) and this one (connection lifecycle, CONNACK, replay, keepalive, AUTH).
 
-Keepalive: a PINGREQ goes out only after ``keep_alive`` seconds without sending anything
-(MQTT-3.1.2-23); the PINGRESP must then arrive within ``ping_timeout`` seconds or
+Keepalive: a PINGREQ goes out after ``keep_alive`` seconds without sending anything
+(MQTT-3.1.2-23) or without receiving anything (a probe: a QoS 0 publisher hears nothing back);
+the PINGRESP must then arrive within ``ping_timeout`` seconds or
 :class:`~trio_mqtt._core._errors.KeepAliveTimeout` is raised. A half-open connection is therefore
-noticed at most ``keep_alive + ping_timeout`` seconds after the last packet we sent. While the
-reader is paused (slow application) the PINGRESP timer is suspended: the answer may be sitting
-unread in the socket.
+noticed at most ``keep_alive + ping_timeout`` seconds after the link went quiet. While the
+reader is paused (slow application) only outbound silence counts and the PINGRESP timer is
+suspended: the answer may be sitting unread in the socket.
 
 After a reconnect, CONNACK decides: with session present, unacknowledged PUBLISH (DUP=1,
 MQTT-3.3.1-1) and PUBREL are re-sent before anything new, in their original order and with their
@@ -288,6 +289,7 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
         if decoder is None:
             raise LocalProtocolError("receive_data() called before connect()")
         self._now = now
+        self._last_received = now
         self.statistics.bytes_received += len(data)
         # decode() is much faster than a next_packet() loop. When it raises, the valid packets
         # of the same chunk are not processed either; the connection is lost anyway and the
@@ -303,6 +305,7 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
     def receive_packet(self, packet: Packet, now: float) -> None:
         """Process one already-decoded packet (same rules as :meth:`receive_data`)."""
         self._now = now
+        self._last_received = now
         self._handlers[type(packet)](packet)
 
     def _on_forbidden(self, packet: Packet) -> None:
@@ -512,10 +515,23 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
             if self._reader_paused:
                 return None
             return self._ping_wait_start + self.config.ping_timeout
-        return self._last_sent + self._keep_alive
+        return self._quiet_since() + self._keep_alive
+
+    def _quiet_since(self) -> float:
+        """Since when one direction of the link has been silent.
+
+        Outbound silence makes a PINGREQ necessary (MQTT-3.1.2-23). Inbound silence makes one
+        useful: a client that only publishes QoS 0 hears nothing back, and without a probe it
+        would never notice a half-open link. While the reader is paused the broker is not
+        silent, we are not listening, so only outbound silence counts then.
+        """
+        if self._reader_paused:
+            return self._last_sent
+        return min(self._last_sent, self._last_received)
 
     def handle_timeout(self, now: float) -> None:
-        """Queue PINGREQ when the link has been quiet; raise when PINGRESP is overdue.
+        """Queue PINGREQ when either direction has been quiet for the keep alive; raise when
+        PINGRESP is overdue.
 
         Raises:
             KeepAliveTimeout: no PINGRESP within ``ping_timeout`` seconds of the PINGREQ
@@ -531,7 +547,7 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
                 raise KeepAliveTimeout(
                     f"no PINGRESP within {self.config.ping_timeout} s of PINGREQ"
                 )
-        elif now >= self._last_sent + self._keep_alive:
+        elif now >= self._quiet_since() + self._keep_alive:
             self._ping_outstanding = True
             self._ping_wait_start = now
             self.statistics.pings_sent += 1
