@@ -238,8 +238,8 @@ class PacketDecoder:
         version: protocol version used for every packet except CONNECT; a broker-side decoder
             sets it after decoding CONNECT.
         max_packet_size: largest packet accepted, fixed header included; a larger one raises
-            :class:`MalformedPacketError` with reason code PACKET_TOO_LARGE as soon as its fixed
-            header is seen, before its body is buffered.
+            :class:`~trio_mqtt.MalformedPacketError` with reason code PACKET_TOO_LARGE as soon
+            as its fixed header is seen, before its body is buffered.
     """
 
     __slots__ = ("_buf", "_decoders", "_error", "_flags", "_pos", "_version", "max_packet_size")

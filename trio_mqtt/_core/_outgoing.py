@@ -80,8 +80,9 @@ class _OutgoingMixin(_SessionBase):
             qos: 0, 1 or 2.
             retain: the RETAIN flag.
             properties: MQTT 5 properties (ignored for MQTT 3.1.1).
-            tag: anything; when not None, a :class:`PublishDone` (or :class:`PublishDropped`)
-                event carries it back once the publish completes.
+            tag: anything; when not None, a :class:`PublishDone` (or
+                :class:`~trio_mqtt.PublishDropped`) event carries it back once the publish
+                completes.
             now: the current time.
 
         Raises:

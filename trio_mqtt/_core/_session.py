@@ -58,7 +58,7 @@ class ConnectionState(enum.Enum):
     DISCONNECTED = "disconnected"
     #: CONNECT queued, CONNACK not yet received.
     CONNECTING = "connecting"
-    #: CONNACK accepted: requests flow.
+    #: The broker accepted the connection (CONNACK); requests flow.
     CONNECTED = "connected"
     #: DISCONNECT queued by :meth:`ClientState.disconnect`; nothing more is sent.
     CLOSED = "closed"
@@ -136,7 +136,7 @@ class _SessionBase:
         self.statistics = SessionStatistics()
         #: Client identifier used on CONNECT (a broker-assigned one is adopted).
         self.client_id = config.client_id
-        #: Current outgoing window: min(config.inflight, the broker's Receive Maximum).
+        #: The outgoing window now, min(config.inflight, the broker's Receive Maximum).
         self.window = config.inflight
         self._decoder: PacketDecoder | None = None
         self._out: list[bytes] = []
