@@ -297,7 +297,14 @@ async def test_chaos_cuts_and_broker_kills_lose_and_duplicate_nothing(
         f"{sub_stats.duplicates_suppressed}"
     )
     assert counters["kills"] == KILLS
+    assert len(results) == 2 * COUNT  # type: ignore[arg-type]
     assert all(result.is_success for result in results)  # type: ignore[attr-defined]
+    # The publisher's counters agree too: every message sent at least once, and the extra
+    # sends are re-sends it counted (retransmissions also counts re-sent PUBRELs; after a lost
+    # session, messages go out again as new ones, which it counts in sessions_lost).
+    assert pub_stats.publishes_sent >= 2 * COUNT
+    if pub_stats.sessions_lost == 0:
+        assert pub_stats.publishes_sent <= 2 * COUNT + pub_stats.retransmissions
     # QoS 1: at least once, first copies in publication order (re-sent copies may come late).
     assert unique1 == set(range(COUNT))
     assert _inversions(received.qos1) == 0
