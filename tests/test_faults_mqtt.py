@@ -54,6 +54,7 @@ async def test_half_open_link_is_noticed_within_the_bound(
                     assert message.payload == b"after"
                     break
                 assert conn.statistics().connects == 2
+                assert conn.statistics().reconnects == 1
     # MqttOptions.ping_timeout: at most keep_alive + ping_timeout after the last packet sent
     # (plus scheduling slack), and not before a PINGREQ could have gone unanswered.
     assert ping_timeout <= noticed <= keep_alive + ping_timeout + 0.5, noticed
@@ -82,6 +83,7 @@ async def test_slow_consumer_is_not_taken_for_a_dead_link(mosquitto: MosquittoBr
             assert payloads == list(range(50))
             assert conn.connected
             assert conn.statistics().connects == 1
+            assert conn.statistics().reconnects == 0
 
 
 async def _lose_session(

@@ -74,6 +74,11 @@ class ConnectionStatistics:
     bytes_sent: int
     bytes_received: int
 
+    @property
+    def reconnects(self) -> int:
+        """Successful connections after the first one."""
+        return max(0, self.connects - 1)
+
 
 class MqttConnection:
     """A running MQTT session, created by :func:`open_mqtt_connection`.
