@@ -11,6 +11,7 @@ import base64
 import io
 import json
 import os
+import selectors
 import socket
 import subprocess
 import sys
@@ -416,3 +417,46 @@ async def test_pub_whole_stdin_as_one_message(mosquitto: MosquittoBroker, monkey
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
     argv = ["pub", *broker_args(mosquitto), "-t", "whole", "-s", "-q", "1"]
     assert await collect(mosquitto, "whole", argv, 1) == [data]
+
+
+# ------------------------------------------------------------------ client certificates, will
+
+
+def test_client_certificate_flags(mosquitto_factory, capsys) -> None:
+    broker: MosquittoBroker = mosquitto_factory(tls=True, require_certificate=True)
+    where = ["-h", "localhost", "-p", str(broker.tls_port), "--cafile", str(broker.ca_pem_path)]
+    cert = ["--cert", str(broker.client_cert_path), "--key", str(broker.client_key_path)]
+    assert main(["pub", *where, *cert, "-t", "mtls", "-m", "with cert", "-r", "-q", "1"]) == 0
+    assert main(["sub", *where, *cert, "-t", "mtls", "-C", "1", "-W", "10"]) == 0
+    assert capsys.readouterr().out == "with cert\n"
+    # without the certificate the broker refuses the TLS session
+    assert main(["pub", *where, "-t", "mtls", "-m", "no cert"]) == 4
+    assert_one_line_error(capsys.readouterr().err)
+
+
+def test_will_flags_publish_the_will_when_the_process_dies(
+    mosquitto: MosquittoBroker, capsys
+) -> None:
+    will = ["--will-topic", "cli/will", "--will-payload", "gone", "--will-qos", "1"]
+    argv = ["sub", *broker_args(mosquitto), "-t", "idle", *will, "--will-retain", "-d"]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "trio_mqtt", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        assert child.stderr is not None
+        # wait (bounded) for "connected to ...", printed once CONNACK arrived
+        with selectors.DefaultSelector() as selector:
+            selector.register(child.stderr, selectors.EVENT_READ)
+            assert selector.select(timeout=10), "the sub command did not connect"
+        line = child.stderr.readline()
+        assert b"connected" in line, line
+    finally:
+        child.kill()  # no DISCONNECT: the broker publishes the will
+        child.wait(timeout=10)
+        if child.stderr is not None:
+            child.stderr.close()
+    assert main(["sub", *broker_args(mosquitto), "-t", "cli/will", "-C", "1", "-W", "10"]) == 0
+    assert capsys.readouterr().out == "gone\n"
