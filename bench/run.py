@@ -1,4 +1,4 @@
-"""Benchmark runner: ``python bench/run.py [--quick | --full] [--scale] [--codec] ...``.
+"""Benchmark runner: ``python bench/run.py [--quick | --full] [--scale] [--codec] [--store] ...``.
 
 Theory of operation: for every repeat, client and case the runner starts a fresh mosquitto
 on a free 127.0.0.1 port, then a fresh worker process (``python -m bench.worker``) that
@@ -145,6 +145,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--codec", action="store_true", help="run bench/codec.py's main() with the other args"
     )
+    p.add_argument(
+        "--store", action="store_true", help="run bench/store.py (session store costs) instead"
+    )
     p.add_argument("--clients", help="comma-separated subset of: " + ", ".join(ADAPTERS))
     p.add_argument("--qos", default="0,1,2", help="QoS levels (default 0,1,2)")
     p.add_argument("--sizes", help="payload sizes in bytes (default 64,16384)")
@@ -262,6 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if "--codec" in argv:  # everything else is for bench/codec.py (e.g. --quick)
         return run_codec([a for a in argv if a != "--codec"])
+    if "--store" in argv:  # everything else is for bench/store.py (e.g. --count)
+        from bench import store
+
+        return store.main([a for a in argv if a != "--store"])
     args = parse_args(argv)
     if args.rest:
         raise SystemExit(f"unknown arguments: {' '.join(args.rest)}")
