@@ -55,6 +55,7 @@ def output(name: str, *args: str, env: dict[str, str] | None = None) -> list[str
 
 TESTED = {
     "async_pubsub.py",
+    "high_rate.py",
     "manual_acks.py",
     "reconnect.py",
     "request_response.py",
@@ -288,3 +289,11 @@ async def test_graceful_exit_is_read_by_the_broker_before_an_immediate_reconnect
                 async for message in watcher.messages():
                     wills.append(message)
     assert wills == []
+
+
+def test_high_rate_delivers_everything_in_order_in_batches(mosquitto: MosquittoBroker) -> None:
+    lines = output("high_rate.py", mosquitto.url, "3000")
+    assert lines[0] == "received 3000 of 3000 messages, in order: True"
+    batches = int(lines[1].split()[0])
+    assert 1 <= batches < 3000  # several messages per checkpoint
+    assert lines[2].endswith("messages per second (QoS 1, one process for both ends)")
