@@ -21,7 +21,39 @@ from trio_mqtt.testing import MosquittoBroker
 
 PACKAGE_ROOT = str(Path(trio_mqtt.__file__).resolve().parent.parent)
 
-CHILD = textwrap.dedent(
+# Shared by the child scripts: a helper thread that waits until the main thread is blocked in
+# a call whose stack holds every one of ``frame_names``, then sends SIGINT to the process.
+INTERRUPTER = textwrap.dedent(
+    """
+    import os, signal, sys, threading, time
+
+    def start_interrupter(*frame_names):
+        main_id = threading.main_thread().ident
+
+        def blocked():
+            frame = sys._current_frames().get(main_id)
+            names = set()
+            while frame is not None:
+                names.add(frame.f_code.co_name)
+                frame = frame.f_back
+            return all(name in names for name in frame_names)
+
+        def interrupter():
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+            deadline = time.monotonic() + 10
+            while not blocked():
+                if time.monotonic() > deadline:
+                    os._exit(3)
+                time.sleep(0.002)
+            os.kill(os.getpid(), signal.SIGINT)
+
+        helper = threading.Thread(target=interrupter)
+        helper.start()
+        return helper
+    """
+)
+
+CHILD = INTERRUPTER + textwrap.dedent(
     """
     import os, signal, sys, threading, time
     from trio_mqtt import ConnectionClosed
@@ -32,27 +64,7 @@ CHILD = textwrap.dedent(
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     client, connection = connect(url + "/?client_id=interrupted-" + mode)
     client.subscribe("quiet/#", 1)
-    main_id = threading.main_thread().ident
-
-    def blocked() -> bool:
-        frame = sys._current_frames().get(main_id)
-        names = set()
-        while frame is not None:
-            names.add(frame.f_code.co_name)
-            frame = frame.f_back
-        return "recv" in names and "_wait_answer" in names
-
-    def interrupter() -> None:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-        deadline = time.monotonic() + 10
-        while not blocked():
-            if time.monotonic() > deadline:
-                os._exit(3)
-            time.sleep(0.002)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    helper = threading.Thread(target=interrupter)
-    helper.start()
+    helper = start_interrupter("recv", "_wait_answer")
     try:
         if mode == "recv":
             while connection.try_recv() is not None:
@@ -100,7 +112,7 @@ def test_keyboard_interrupt_in_blocking_read(
     assert "Traceback" not in result.stderr
 
 
-CONNECTING_CHILD = textwrap.dedent(
+CONNECTING_CHILD = INTERRUPTER + textwrap.dedent(
     """
     import os, signal, socket, sys, threading, time
     from trio_mqtt import MqttOptions
@@ -115,27 +127,7 @@ CONNECTING_CHILD = textwrap.dedent(
     # a listening socket that never accepts: TCP connects, CONNACK never comes
     server = socket.create_server(("127.0.0.1", 0))
     options = MqttOptions("interrupted-connect", "127.0.0.1", server.getsockname()[1])
-    main_id = threading.main_thread().ident
-
-    def blocked() -> bool:
-        frame = sys._current_frames().get(main_id)
-        names = set()
-        while frame is not None:
-            names.add(frame.f_code.co_name)
-            frame = frame.f_back
-        return "connect" in names and "wait" in names
-
-    def interrupter() -> None:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-        deadline = time.monotonic() + 10
-        while not blocked():
-            if time.monotonic() > deadline:
-                os._exit(3)
-            time.sleep(0.002)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    helper = threading.Thread(target=interrupter)
-    helper.start()
+    helper = start_interrupter("connect", "wait")
     start = time.monotonic()
     try:
         connect(options)
