@@ -53,6 +53,26 @@ class _PrefixedStream(trio.abc.Stream):
         await self.inner.aclose()
 
 
+def check_tunnel_options(host: str, port: int, inner: object) -> None:
+    """The checks every proxy transport makes of its own address and its ``inner`` layer."""
+    if not host:
+        raise InvalidOptionError("the proxy host must not be empty")
+    if not 0 < port < 65536:
+        raise InvalidOptionError(f"invalid proxy port {port!r}")
+    if not isinstance(inner, StreamLayer):
+        raise InvalidOptionError(
+            "inner must be a transport that can run over a tunnel (TcpTransport, "
+            "TlsTransport or WebSocketTransport)"
+        )
+
+
+def proxy_stream_error(exc: BaseException, where: str) -> TransportError:
+    """The typed error for a stream failure while talking to a proxy: a plain transport
+    failure becomes a :class:`ProxyError`; TLS errors keep their own type."""
+    error = translate_stream_error(exc, where)
+    return ProxyError(str(error)) if type(error) is TransportError else error
+
+
 def _authority(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -87,15 +107,7 @@ class HttpProxy:
     tcp: TcpTransport = field(default_factory=TcpTransport)
 
     def __post_init__(self) -> None:
-        if not self.host:
-            raise InvalidOptionError("the proxy host must not be empty")
-        if not 0 < self.port < 65536:
-            raise InvalidOptionError(f"invalid proxy port {self.port!r}")
-        if not isinstance(self.inner, StreamLayer):
-            raise InvalidOptionError(
-                "inner must be a transport that can run over a tunnel (TcpTransport, "
-                "TlsTransport or WebSocketTransport)"
-            )
+        check_tunnel_options(self.host, self.port, self.inner)
         if self.password is not None and self.username is None:
             raise InvalidOptionError("a proxy password needs a username")
         if self.username is not None and ":" in self.username:
@@ -175,10 +187,7 @@ class HttpProxy:
         except h11.RemoteProtocolError as exc:
             raise ProxyError(f"{where}: invalid answer from the proxy: {exc}") from exc
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            error = translate_stream_error(exc, where)
-            if type(error) is TransportError:
-                raise ProxyError(str(error)) from exc
-            raise error from exc
+            raise proxy_stream_error(exc, where) from exc
         if not 200 <= response.status_code < 300:
             reason = response.reason.decode("latin-1")
             hint = (

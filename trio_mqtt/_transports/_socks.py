@@ -21,7 +21,8 @@ import trio
 
 from .._core._errors import InvalidOptionError, TransportError
 from ._base import StreamLayer
-from ._errors import ProxyError, translate_stream_error
+from ._errors import ProxyError
+from ._proxy import check_tunnel_options, proxy_stream_error
 from ._tcp import TcpTransport
 
 __all__ = ["Socks5Proxy"]
@@ -95,15 +96,7 @@ class Socks5Proxy:
     tcp: TcpTransport = field(default_factory=TcpTransport)
 
     def __post_init__(self) -> None:
-        if not self.host:
-            raise InvalidOptionError("the proxy host must not be empty")
-        if not 0 < self.port < 65536:
-            raise InvalidOptionError(f"invalid proxy port {self.port!r}")
-        if not isinstance(self.inner, StreamLayer):
-            raise InvalidOptionError(
-                "inner must be a transport that can run over a tunnel (TcpTransport, "
-                "TlsTransport or WebSocketTransport)"
-            )
+        check_tunnel_options(self.host, self.port, self.inner)
         if (self.username is None) != (self.password is None):
             raise InvalidOptionError("SOCKS5 authentication needs both a username and a password")
         if self.username is not None and self.password is not None:
@@ -192,10 +185,7 @@ class Socks5Proxy:
             else:
                 raise ProxyError(f"{where}: invalid reply (address type {address_type})")
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            error = translate_stream_error(exc, where)
-            if type(error) is TransportError:
-                raise ProxyError(str(error)) from exc
-            raise error from exc
+            raise proxy_stream_error(exc, where) from exc
 
     @staticmethod
     async def _authenticate(
