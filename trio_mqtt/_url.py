@@ -162,6 +162,19 @@ def _parse_query(query: str, secure: bool) -> tuple[dict[str, Any], dict[str, An
     return options, tls
 
 
+def _split(url: str, what: str, schemes: dict[str, Any]) -> tuple[SplitResult, str]:
+    """``url`` split, and its scheme in lower case, which must be one of ``schemes``."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError as exc:
+        raise InvalidOptionError(f"unparsable {what}: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in schemes:
+        known = ", ".join(schemes)
+        raise InvalidOptionError(f"unknown {what} scheme {parts.scheme!r}; expected one of {known}")
+    return parts, scheme
+
+
 def _host_and_port(parts: SplitResult, scheme: str, default_port: int) -> tuple[str, int]:
     try:
         port = parts.port
@@ -200,16 +213,7 @@ def proxy_from_url(url: str, inner: StreamLayer | None = None) -> HttpProxy | So
     Raises:
         InvalidOptionError: unknown scheme, a path or query, or a bad host or port.
     """
-    try:
-        parts = urlsplit(url.strip())
-    except ValueError as exc:
-        raise InvalidOptionError(f"unparsable proxy URL: {exc}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in _PROXY_SCHEMES:
-        known = ", ".join(_PROXY_SCHEMES)
-        raise InvalidOptionError(
-            f"unknown proxy URL scheme {parts.scheme!r}; expected one of {known}"
-        )
+    parts, scheme = _split(url, "proxy URL", _PROXY_SCHEMES)
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise InvalidOptionError("a proxy URL is scheme://[user:password@]host[:port] only")
     host, port = _host_and_port(parts, scheme, _PROXY_SCHEMES[scheme])
@@ -264,14 +268,7 @@ def options_from_url(url: str, **overrides: Any) -> MqttOptions:
     """
     if not isinstance(url, str):
         raise InvalidOptionError("the URL must be a string")
-    try:
-        parts = urlsplit(url.strip())
-    except ValueError as exc:
-        raise InvalidOptionError(f"unparsable URL: {exc}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in _SCHEMES:
-        known = ", ".join(_SCHEMES)
-        raise InvalidOptionError(f"unknown URL scheme {parts.scheme!r}; expected one of {known}")
+    parts, scheme = _split(url, "URL", _SCHEMES)
     if parts.fragment:
         raise InvalidOptionError("a connection URL cannot have a #fragment")
     kind, default_port = _SCHEMES[scheme]
