@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import trio
+from test_batches import wait_received
 
 from trio_mqtt import (
     ConnectionRefused,
@@ -30,11 +31,6 @@ VERSIONS = [ProtocolVersion.V311, ProtocolVersion.V5]
 
 def options_for(broker: MosquittoBroker, client_id: str, **kwargs: Any) -> MqttOptions:
     return MqttOptions(client_id, broker.host, broker.port, **kwargs)
-
-
-async def wait_received(conn: Any, count: int) -> None:
-    while conn.statistics().publishes_received < count:  # noqa: ASYNC110 - a counter
-        await trio.sleep(0.005)
 
 
 @pytest.mark.parametrize("version", VERSIONS)
