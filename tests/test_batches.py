@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+import trio.testing
 
 from trio_mqtt import (
     ConnectionLost,
@@ -60,7 +61,7 @@ async def test_batch_waits_for_the_first_message(mosquitto: MosquittoBroker) -> 
                     got.append([message.payload for message in await anext(batches)])
 
                 nursery.start_soon(consume)
-                await trio.sleep(0.05)
+                await trio.testing.wait_all_tasks_blocked()
                 assert got == []  # nothing published yet: the step waits
                 await conn.client.publish("later", b"now")
             assert got == [[b"now"]]
