@@ -18,12 +18,13 @@ from trio_mqtt._core._errors import (
     RemoteProtocolError,
     UnknownPacketIdError,
 )
-from trio_mqtt._core._events import Incoming, Outgoing, PublishDone
+from trio_mqtt._core._events import Incoming, Outgoing, PublishDone, StrayAck
 from trio_mqtt._core._packets import (
     ConnAck,
     Connect,
     PingReq,
     PingResp,
+    ProtocolVersion,
     PubAck,
     PubComp,
     Publish,
@@ -158,12 +159,28 @@ def test_failing_pubrec_ends_qos2_flow_without_pubrel() -> None:
     [PubAck(7), PubRec(7), PubComp(7)],
     ids=["puback", "pubrec", "pubcomp"],
 )
-def test_ack_for_unknown_packet_id_is_a_remote_protocol_error(packet: object) -> None:
-    broker = connected()
-    with pytest.raises(RemoteProtocolError) as info:
-        broker.send(packet)  # type: ignore[arg-type]
-    assert info.value.reason_code == 0x82
-    assert broker.client.state is ConnectionState.DISCONNECTED
+@pytest.mark.parametrize("version", [ProtocolVersion.V311, ProtocolVersion.V5])
+def test_ack_for_unknown_packet_id_is_ignored_and_counted(
+    packet: PubAck | PubRec | PubComp, version: ProtocolVersion
+) -> None:
+    # mosquitto's client tests (03-publish-b2c-qos1-unexpected-puback, -qos2-unexpected-pubcomp)
+    # and paho-mqtt carry on after such an ack; a PUBREC is answered so the broker can finish.
+    broker = connected(protocol_version=version)
+    broker.client.publish("t", b"x", QoS.AT_LEAST_ONCE, tag="kept", now=0.0)
+    broker.pump()
+    broker.send(packet)
+    assert broker.client.state is ConnectionState.CONNECTED
+    assert broker.client.statistics.stray_acks == 1
+    assert StrayAck(packet) in broker.client.take_events()
+    answer = broker.pump()
+    if isinstance(packet, PubRec):
+        code = 0x92 if version == ProtocolVersion.V5 else 0
+        assert answer == [PubRel(7, code)]
+    else:
+        assert answer == []
+    # the real flow is untouched and still completes
+    broker.send(PubAck(1))
+    assert PublishDone("kept", 1) in broker.client.take_events()
 
 
 def test_puback_for_qos2_flow_is_a_protocol_error() -> None:

@@ -349,7 +349,8 @@ def test_events_before_an_error_are_kept() -> None:
     broker = connected_v5()
     from trio_mqtt._core._codec import encode
 
-    data = encode(Publish("ok", b"1"), 5) + encode(PubAck(77), 5)  # type: ignore[arg-type]
+    # a second CONNACK on one connection is a protocol error
+    data = encode(Publish("ok", b"1"), 5) + encode(ConnAck(), 5)  # type: ignore[arg-type]
     with pytest.raises(RemoteProtocolError):
         broker.send_bytes(data)
     incoming = [e.packet for e in broker.events() if isinstance(e, Incoming)]
@@ -368,8 +369,10 @@ def test_invalid_requests_raise_and_leave_state_untouched() -> None:
         client.publish("", b"", QoS.AT_MOST_ONCE, now=0.0)
     with pytest.raises(LocalProtocolError):
         client.publish("a", b"", 3, now=0.0)
-    with pytest.raises(LocalProtocolError):
+    with pytest.raises(TypeError):
         client.publish("a", "text", 0, now=0.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        client.publish(b"a", b"", 0, now=0.0)  # type: ignore[arg-type]
     with pytest.raises(LocalProtocolError):
         client.subscribe([], now=0.0)
     with pytest.raises(InvalidTopicError):

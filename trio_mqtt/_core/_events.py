@@ -12,15 +12,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from ._packets import NO_PROPERTIES, Packet, PacketType, Properties, Publish
+from ._errors import MqttError
+from ._packets import (
+    NO_PROPERTIES,
+    Packet,
+    PacketType,
+    Properties,
+    PubAck,
+    PubComp,
+    Publish,
+    PubRec,
+)
 
 __all__ = [
+    "ConnectionEvent",
+    "Disconnected",
     "Event",
     "Incoming",
     "Outgoing",
     "PublishDone",
     "PublishDropped",
+    "ReauthDone",
+    "Reconnecting",
     "SessionLost",
+    "StrayAck",
     "SubscribeDone",
     "UnsubscribeDone",
 ]
@@ -114,6 +129,48 @@ class SessionLost:
     resubscribed: int
 
 
+@dataclass(frozen=True, slots=True)
+class ReauthDone:
+    """A tagged MQTT 5 re-authentication ended with the broker's AUTH success."""
+
+    tag: object
+
+
+@dataclass(frozen=True, slots=True)
+class StrayAck:
+    """The broker acknowledged a packet id no flow held; the ack was ignored.
+
+    Reported next to the ack's :class:`~trio_mqtt.Incoming` event, for the layer above to log;
+    :attr:`SessionStatistics.stray_acks` counts them.
+    """
+
+    packet: PubAck | PubRec | PubComp
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    """The connection was lost; a reconnect policy will try again.
+
+    Only reported when a :class:`~trio_mqtt.ReconnectPolicy` is set; without one the error is
+    raised from :meth:`~trio_mqtt.MqttConnection.poll` instead.
+    """
+
+    error: MqttError
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnecting:
+    """The reconnect policy is about to try again after ``delay`` seconds (attempt 1, 2, ...).
+
+    ``error`` is what ended the connection or failed the previous attempt.
+    """
+
+    attempt: int
+    delay: float
+    error: MqttError | None = None
+
+
+#: What the state machine reports to the Trio layer.
 Event: TypeAlias = (
     Incoming
     | Outgoing
@@ -122,4 +179,11 @@ Event: TypeAlias = (
     | SubscribeDone
     | UnsubscribeDone
     | SessionLost
+    | ReauthDone
+    | StrayAck
+)
+
+#: What :meth:`~trio_mqtt.MqttConnection.poll` returns: every event an application sees.
+ConnectionEvent: TypeAlias = (
+    Incoming | Outgoing | Disconnected | Reconnecting | SessionLost | PublishDropped
 )

@@ -112,6 +112,19 @@ class _IncomingMixin(_SessionBase):
         else:
             self._fail(f"PUBREL for packet id {pid} before our PUBREC", ReasonCode.PROTOCOL_ERROR)
 
+    def check_ack(self, packet_id: int, reason_code: int = 0) -> None:
+        """Raise if :meth:`ack` would refuse this acknowledgement now; change nothing.
+
+        Raises:
+            UnknownPacketIdError: no delivered publish awaits an ack under ``packet_id``.
+            LocalProtocolError: a reason code with MQTT 3.1.1.
+        """
+        held = self._incoming.get(packet_id)
+        if held is None or held == IN_QOS2_RECEIVED:
+            raise UnknownPacketIdError(f"no incoming publish awaits an ack with id {packet_id}")
+        if reason_code and not self._v5:
+            raise LocalProtocolError("MQTT 3.1.1 acks carry no reason code")
+
     def ack(
         self,
         packet_id: int,
@@ -137,12 +150,9 @@ class _IncomingMixin(_SessionBase):
             LocalProtocolError: a failing reason code or properties with MQTT 3.1.1.
         """
         self._now = now
-        held = self._incoming.get(packet_id)
-        if held is None or held == IN_QOS2_RECEIVED:
-            raise UnknownPacketIdError(f"no incoming publish awaits an ack with id {packet_id}")
+        self.check_ack(packet_id, reason_code)
+        held = self._incoming[packet_id]
         if not self._v5:
-            if reason_code:
-                raise LocalProtocolError("MQTT 3.1.1 acks carry no reason code")
             properties = NO_PROPERTIES
         if held == IN_QOS1_UNACKED:
             del self._incoming[packet_id]

@@ -20,7 +20,7 @@ from typing import NoReturn
 from ._codec import encode, encoded_size
 from ._codec_v4 import new_publish
 from ._errors import LocalProtocolError, PacketTooLargeError
-from ._events import PublishDone, SubscribeDone, UnsubscribeDone
+from ._events import PublishDone, StrayAck, SubscribeDone, UnsubscribeDone
 from ._packets import (
     NO_PROPERTIES,
     Packet,
@@ -57,6 +57,67 @@ _TOPIC_CACHE_SIZE = 1024
 class _OutgoingMixin(_SessionBase):
     """Requests from the application and the broker's answers to them."""
 
+    def check_publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: QoS | int,
+        retain: bool = False,
+        properties: Properties = NO_PROPERTIES,
+    ) -> None:
+        """Raise if :meth:`publish` would refuse this message now; change nothing.
+
+        The one place where a publish is validated: the Trio layer calls it in the caller's
+        task (so a bad request raises at its call site, before anything is queued) and
+        :meth:`publish` calls it again, since the broker's limits can change in between.
+
+        Raises:
+            TypeError: ``topic`` is not a ``str`` or ``payload`` not bytes-like.
+            InvalidTopicError: ``topic`` is not a valid topic name.
+            PacketTooLargeError: the packet exceeds the maximum packet size (ours, or the
+                broker's Maximum Packet Size, MQTT-3.2.2-15).
+            LocalProtocolError: bad QoS, a QoS or retain flag the broker does not support
+                (MQTT-3.2.2-11, MQTT-3.2.2-14), or a property a client must not set (topic
+                alias: use ``outgoing_topic_aliases``; subscription identifier, MQTT-3.3.4-6).
+        """
+        level = QOS_BY_VALUE.get(qos)
+        if level is None:
+            raise LocalProtocolError(f"invalid QoS {qos!r}")
+        if topic not in self._valid_topics:
+            if type(topic) is not str:
+                raise TypeError(f"topic must be a str, not {type(topic).__name__}")
+            validate_topic(topic)
+            if len(self._valid_topics) >= _TOPIC_CACHE_SIZE:
+                self._valid_topics.clear()
+            self._valid_topics.add(topic)
+        if type(payload) is not bytes and not isinstance(payload, (bytes, bytearray, memoryview)):
+            raise TypeError(f"payload must be bytes, not {type(payload).__name__}")
+        if self._v5 and properties is not NO_PROPERTIES:
+            self._check_publish_properties(properties)
+        if level > self._max_qos:
+            raise LocalProtocolError(
+                f"the broker supports QoS up to {self._max_qos} (MQTT-3.2.2-11)",
+                reason_code=ReasonCode.QOS_NOT_SUPPORTED,
+            )
+        if retain and not self._retain_available:
+            raise LocalProtocolError(
+                "the broker does not support retained messages (MQTT-3.2.2-14)",
+                reason_code=ReasonCode.RETAIN_NOT_SUPPORTED,
+            )
+        limit = self._max_out
+        # Only a message near the limit is worth sizing exactly: a topic costs at most four
+        # bytes per character in UTF-8, and the fixed header, id and lengths stay below 16.
+        if len(payload) + 4 * len(topic) + 16 >= limit or (
+            self._v5 and properties is not NO_PROPERTIES
+        ):
+            props = properties if self._v5 else NO_PROPERTIES
+            size = encoded_size(
+                new_publish(topic, bytes(payload), level, retain, False, 1 if level else 0, props),
+                self._version,
+            )
+            if size > limit:
+                raise PacketTooLargeError(size, limit)
+
     def publish(
         self,
         topic: str,
@@ -71,8 +132,7 @@ class _OutgoingMixin(_SessionBase):
         """Admit a publish: send it now if possible, otherwise queue it (FIFO).
 
         A publish waits when not connected, when the window is full (QoS 1/2) or when earlier
-        publishes wait (any QoS, to keep the order). It is encoded, and so fully validated,
-        here.
+        publishes wait (any QoS, to keep the order). :meth:`check_publish` validates it first.
 
         Args:
             topic: the topic name (no wildcards).
@@ -86,66 +146,30 @@ class _OutgoingMixin(_SessionBase):
             now: the current time.
 
         Raises:
-            InvalidTopicError: ``topic`` is not a valid topic name.
-            PacketTooLargeError: the packet exceeds the maximum packet size (checked before a
-                packet id or a window slot is taken).
-            LocalProtocolError: bad QoS or payload type, a QoS or retain flag the broker does
-                not support (MQTT-3.2.2-11, MQTT-3.2.2-14), or a property a client must not
-                set (topic alias: use ``outgoing_topic_aliases``; subscription identifier,
-                MQTT-3.3.4-6).
+            Everything :meth:`check_publish` raises, before a packet id or a window slot is
+            taken.
         """
         self._now = now
-        level = QOS_BY_VALUE.get(qos)
-        if level is None:
-            raise LocalProtocolError(f"invalid QoS {qos!r}")
-        if topic not in self._valid_topics:
-            validate_topic(topic)
-            if len(self._valid_topics) >= _TOPIC_CACHE_SIZE:
-                self._valid_topics.clear()
-            self._valid_topics.add(topic)
+        self.check_publish(topic, payload, qos, retain, properties)
+        level = QOS_BY_VALUE[qos]
         if type(payload) is not bytes:
-            if not isinstance(payload, (bytes, bytearray, memoryview)):
-                raise LocalProtocolError(f"payload must be bytes, not {type(payload).__name__}")
             payload = bytes(payload)
-        if self._v5:
-            if properties is not NO_PROPERTIES:
-                self._check_publish_properties(properties)
-        else:
+        if not self._v5:
             properties = NO_PROPERTIES
-        if level > self._max_qos:
-            raise LocalProtocolError(
-                f"the broker supports QoS up to {self._max_qos} (MQTT-3.2.2-11)",
-                reason_code=ReasonCode.QOS_NOT_SUPPORTED,
-            )
-        if retain and not self._retain_available:
-            raise LocalProtocolError(
-                "the broker does not support retained messages (MQTT-3.2.2-14)",
-                reason_code=ReasonCode.RETAIN_NOT_SUPPORTED,
-            )
         if (
             self.state is ConnectionState.CONNECTED
             and not self._waiting
             and (not level or self._inflight < self.window)
         ):
-            pid = 0
-            last_id = self._last_id
-            if level:
-                pid = self._allocate_id()
+            pid = self._allocate_id() if level else 0
             if pid or not level:
                 packet = new_publish(topic, payload, level, retain, False, pid, properties)
-                data = encode(packet, self._version)  # also validates every field
-                if len(data) > self._max_out:
-                    self._last_id = last_id
-                    raise PacketTooLargeError(len(data), self._max_out)
-                self._commit_publish(packet, tag, data)
+                self._commit_publish(packet, tag, encode(packet, self._version))
                 return
-        # A waiting QoS 1/2 publish is encoded now with the placeholder id 1 (validating it and
-        # giving its exact size); the real id is patched in when it enters the window.
+        # A waiting QoS 1/2 publish is encoded now with the placeholder id 1 (giving its exact
+        # size); the real id is patched in when it enters the window.
         packet = new_publish(topic, payload, level, retain, False, 1 if level else 0, properties)
-        data = encode(packet, self._version)
-        if len(data) > self._max_out:
-            raise PacketTooLargeError(len(data), self._max_out)
-        self._waiting.append((packet, tag, data))
+        self._waiting.append((packet, tag, encode(packet, self._version)))
 
     def _check_publish_properties(self, props: Properties) -> None:
         if props.topic_alias is not None:
@@ -400,7 +424,10 @@ class _OutgoingMixin(_SessionBase):
         self._incoming_control(packet)
         pid = packet.packet_id
         flow = self._flows.get(pid)
-        if flow is None or flow.kind != AWAIT_PUBACK:
+        if flow is None:
+            self._stray_ack(packet)
+            return
+        if flow.kind != AWAIT_PUBACK:
             self._unexpected_ack(packet, flow)
         if self._deferred:
             self._forget_deferred(flow)
@@ -410,7 +437,13 @@ class _OutgoingMixin(_SessionBase):
         self._incoming_control(packet)
         pid = packet.packet_id
         flow = self._flows.get(pid)
-        if flow is None or (flow.kind != AWAIT_PUBREC and flow.kind != AWAIT_PUBCOMP):
+        if flow is None:
+            # Answer so that the broker can end its side of the exchange (section 4.3.3).
+            self._stray_ack(packet)
+            code = ReasonCode.PACKET_IDENTIFIER_NOT_FOUND if self._v5 else 0
+            self._send(PubRel(pid, int(code)))
+            return
+        if flow.kind != AWAIT_PUBREC and flow.kind != AWAIT_PUBCOMP:
             self._unexpected_ack(packet, flow)
         if self._deferred:
             self._forget_deferred(flow)
@@ -425,11 +458,24 @@ class _OutgoingMixin(_SessionBase):
         self._incoming_control(packet)
         pid = packet.packet_id
         flow = self._flows.get(pid)
-        if flow is None or flow.kind != AWAIT_PUBCOMP:
+        if flow is None:
+            self._stray_ack(packet)
+            return
+        if flow.kind != AWAIT_PUBCOMP:
             self._unexpected_ack(packet, flow)
         if self._deferred:
             self._forget_deferred(flow)
         self._finish_publish(pid, flow, packet)
+
+    def _stray_ack(self, packet: PubAck | PubRec | PubComp) -> None:
+        """An ack for a packet id no flow holds: ignore it and count it.
+
+        A broker may repeat an ack after a resumed session, and mosquitto's and paho's own
+        client tests expect a client to carry on; closing the connection would only start a
+        reconnect loop. The Trio layer logs the count.
+        """
+        self.statistics.stray_acks += 1
+        self._events.append(StrayAck(packet))
 
     def _unexpected_ack(self, packet: Packet, flow: Flow | None) -> NoReturn:
         name = type(packet).__name__
@@ -439,6 +485,21 @@ class _OutgoingMixin(_SessionBase):
         else:
             message = f"{name} for packet id {pid}, which awaits a different packet"
         self._fail(message, ReasonCode.PROTOCOL_ERROR)
+
+    def abandon_requests(self) -> list[object]:
+        """Forget every unanswered SUBSCRIBE and UNSUBSCRIBE; return their tags.
+
+        For a connection that failed with nobody to reconnect it: the callers are told the
+        error, so the requests must not be sent again behind their backs on a later
+        reconnect. Outgoing publishes stay (they are the session).
+        """
+        tags: list[object] = []
+        for pid, flow in list(self._flows.items()):
+            if flow.kind == AWAIT_SUBACK or flow.kind == AWAIT_UNSUBACK:
+                del self._flows[pid]
+                if flow.tag is not None:
+                    tags.append(flow.tag)
+        return tags
 
     def _on_suback(self, packet: SubAck) -> None:
         self._incoming_control(packet)

@@ -79,6 +79,8 @@ class SessionStatistics:
             announced later (packet size, maximum QoS, retain) forbids them; each completes
             with a failing reason code.
         sessions_lost: reconnects where the broker had lost our session state.
+        stray_acks: PUBACK, PUBREC and PUBCOMP packets for packet ids that no flow held;
+            ignored (a PUBREC is answered with PUBREL).
     """
 
     packets_sent: int = 0
@@ -92,6 +94,7 @@ class SessionStatistics:
     pings_sent: int = 0
     publishes_discarded: int = 0
     sessions_lost: int = 0
+    stray_acks: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +170,7 @@ class _SessionBase:
         self._out_aliases: OrderedDict[str, int] = OrderedDict()
         self._out_alias_max = 0
         self._reauth_pending = False
+        self._reauth_tag: object = None
         self._now = 0.0
         self._last_sent = 0.0
         self._last_received = 0.0

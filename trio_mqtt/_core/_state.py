@@ -52,11 +52,12 @@ from ._config import SessionConfig
 from ._errors import (
     ConnectionRefused,
     DisconnectedByBroker,
+    InvalidOptionError,
     KeepAliveTimeout,
     LocalProtocolError,
     MalformedPacketError,
 )
-from ._events import Incoming, PublishDone, PublishDropped, SessionLost
+from ._events import Incoming, PublishDone, PublishDropped, ReauthDone, SessionLost
 from ._incoming import _IncomingMixin
 from ._outgoing import _OutgoingMixin
 from ._packets import (
@@ -203,6 +204,7 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
         self._out_aliases = OrderedDict()
         self._out_alias_max = 0
         self._reauth_pending = False
+        self._reauth_tag = None
         self._ping_outstanding = False
         self._reader_paused = False
         self._deferred.clear()
@@ -244,8 +246,32 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
         self._out = []
         self._ping_outstanding = False
         self._reauth_pending = False
+        self._reauth_tag = None
         self._deferred.clear()
         self.state = ConnectionState.DISCONNECTED
+
+    def check_disconnect(
+        self, reason_code: int = 0, properties: Properties = NO_PROPERTIES
+    ) -> None:
+        """Raise if :meth:`disconnect` would refuse these arguments; change nothing.
+
+        Raises:
+            LocalProtocolError: a v5 Session Expiry Interval is set although CONNECT carried
+                zero (section 3.14.2.2.2), or a reason code or properties with MQTT 3.1.1.
+            InvalidOptionError: ``reason_code`` is not a byte.
+        """
+        if not 0 <= reason_code <= 255:
+            raise InvalidOptionError(f"reason_code must be 0-255, got {reason_code!r}")
+        if not self._v5:
+            if reason_code or properties is not NO_PROPERTIES:
+                raise LocalProtocolError("an MQTT 3.1.1 DISCONNECT carries no reason code")
+            return
+        expiry = properties.session_expiry_interval
+        if expiry and not self.config.connect_properties.session_expiry_interval:
+            raise LocalProtocolError(
+                "cannot set a session expiry interval on DISCONNECT when CONNECT had none"
+                " (section 3.14.2.2.2)"
+            )
 
     def disconnect(
         self, now: float, reason_code: int = 0, properties: Properties = NO_PROPERTIES
@@ -256,20 +282,11 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
         resumes it.
 
         Raises:
-            LocalProtocolError: a v5 Session Expiry Interval is set although CONNECT carried
-                zero (section 3.14.2.2.2).
+            LocalProtocolError: as :meth:`check_disconnect`, before anything changes.
         """
         self._now = now
-        if self._v5:
-            expiry = properties.session_expiry_interval
-            if expiry and not self.config.connect_properties.session_expiry_interval:
-                raise LocalProtocolError(
-                    "cannot set a session expiry interval on DISCONNECT when CONNECT had none"
-                    " (section 3.14.2.2.2)"
-                )
-            packet = Disconnect(reason_code, properties)
-        else:
-            packet = Disconnect()
+        self.check_disconnect(reason_code, properties)
+        packet = Disconnect(reason_code, properties) if self._v5 else Disconnect()
         if self.state in (ConnectionState.CONNECTING, ConnectionState.CONNECTED):
             self._send(packet)
         self._wire_open = False
@@ -486,21 +503,41 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
         elif code == ReasonCode.SUCCESS and self._reauth_pending:
             self._reauth_pending = False
             auth.complete(props.authentication_data)
+            if self._reauth_tag is not None:
+                self._events.append(ReauthDone(self._reauth_tag))
+                self._reauth_tag = None
         else:
             self._fail(f"unexpected AUTH reason code 0x{code:02x}", ReasonCode.PROTOCOL_ERROR)
 
-    def reauthenticate(self, now: float) -> None:
-        """Start MQTT 5 re-authentication: AUTH 0x19 with the authenticator's initial data.
+    def check_reauthenticate(self) -> None:
+        """Raise if :meth:`reauthenticate` would refuse to start now; change nothing.
 
         Raises:
-            LocalProtocolError: not MQTT 5, no authenticator, or not connected.
+            LocalProtocolError: not MQTT 5, no authenticator, not connected, or a
+                re-authentication is already under way.
         """
-        self._now = now
-        auth = self.config.authenticator
-        if not self._v5 or auth is None:
+        if not self._v5 or self.config.authenticator is None:
             raise LocalProtocolError("re-authentication needs MQTT 5 and an authenticator")
         if self.state is not ConnectionState.CONNECTED:
             raise LocalProtocolError("re-authentication needs an established connection")
+        if self._reauth_pending:
+            raise LocalProtocolError("a re-authentication is already under way")
+
+    def reauthenticate(self, now: float, *, tag: object = None) -> None:
+        """Start MQTT 5 re-authentication: AUTH 0x19 with the authenticator's initial data.
+
+        With a ``tag``, a :class:`ReauthDone` event carries it back once the broker answers
+        with AUTH success. A re-authentication the broker refuses ends the connection (it
+        sends DISCONNECT), and a lost connection abandons it; the layer above reports those.
+
+        Raises:
+            LocalProtocolError: as :meth:`check_reauthenticate`.
+        """
+        self._now = now
+        self.check_reauthenticate()
+        auth = self.config.authenticator
+        assert auth is not None
+        self._reauth_tag = tag
         props = Properties(
             authentication_method=auth.method, authentication_data=auth.initial_data()
         )
