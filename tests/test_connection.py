@@ -308,7 +308,7 @@ async def test_subscribe_many_and_nowait_take_a_lone_filter(mosquitto: Mosquitto
         async with open_mqtt_connection(options_for(mosquitto, "lone-filter")) as conn:
             result = await conn.client.subscribe_many("lone/a")  # type: ignore[arg-type]
             assert result.reason_codes == (0,)
-            tracker = conn.client.subscribe_nowait(("lone/b", 1))  # type: ignore[arg-type]
+            tracker = conn.client.subscribe_many_nowait(("lone/b", 1))  # type: ignore[arg-type]
             assert (await tracker.wait()).reason_codes == (1,)
             await conn.client.publish("lone/b", b"x", qos=QoS.AT_LEAST_ONCE)
             async for message in conn.messages():

@@ -394,9 +394,9 @@ async def test_full_window_blocks_publishers_until_acks_arrive(
                     await conn.client.publish("w", str(sent), qos=QoS.AT_LEAST_ONCE)
                     sent += 1
             assert conn.statistics().inflight == 2
-            # window (2) + the state machine's waiting queue (2) + the request the intake task
-            # holds until there is room (1) + the request channel (1)
-            assert sent == 6
+            # window (2) + the state machine's waiting queue (2); the next publisher parks
+            assert sent == 4
+            assert conn.statistics().queued_requests == 0  # the parked one was cancelled
             assert conn.statistics().waiting_publishes == 2
             # a subscribe is not held back by the full publish window
             result = await conn.client.subscribe_many(["x"])

@@ -152,12 +152,31 @@ async def test_second_connack(
 @pytest.mark.parametrize(
     "ack", [PubAck(99), PubRec(99), PubComp(99)], ids=lambda p: type(p).__name__
 )
-async def test_ack_for_unknown_packet_id(
-    version: ProtocolVersion, ack: object, autojump_clock: trio.testing.MockClock
+async def test_ack_for_unknown_packet_id_is_ignored(
+    version: ProtocolVersion,
+    ack: object,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    # As mosquitto's own client tests (03-publish-b2c-qos1-unexpected-puback,
+    # -qos2-unexpected-pubcomp) and paho-mqtt expect: ignored, counted, logged; the connection
+    # carries on until the broker closes it. A PUBREC is answered so the broker can finish.
+    async def script(peer):  # type: ignore[no-untyped-def]
+        await peer.send(ack)
+        await trio.sleep(1)
+        await peer.close()
+
     with trio.fail_after(30):
-        outcome = await run_against(packets(ack), version=version)
-    _check_failure(outcome, RemoteProtocolError, version, PROTOCOL_ERROR)
+        outcome = await run_against(script, version=version)
+    assert type(outcome.error).__name__ == "ConnectionLost"  # only the broker's close ends it
+    assert outcome.disconnect is None
+    assert "which no flow holds" in caplog.text
+    rels = [p for p in outcome.received if isinstance(p, PubRel)]
+    if isinstance(ack, PubRec):
+        assert [r.packet_id for r in rels] == [99]
+        assert rels[0].reason_code == (PACKET_ID_NOT_FOUND if version == V5 else 0)
+    else:
+        assert rels == []
 
 
 @pytest.mark.parametrize("version", VERSIONS)

@@ -241,7 +241,7 @@ async def test_requests_are_bounded_by_window_and_request_capacity(
                 publishes = [p for _, p in broker.peers[0].received if isinstance(p, Publish)]
                 assert len(publishes) == 3  # the window
                 assert not any(isinstance(p, PingReq) for _, p in broker.peers[0].received)
-                conn.client.disconnect_nowait()
+                conn.client.disconnect_nowait(0)
             nursery.cancel_scope.cancel()
 
 
@@ -260,5 +260,5 @@ async def test_waiting_queue_is_bounded_by_inflight(autojump_clock: trio.testing
                         conn.client.publish_nowait("w", b"x", qos=1)
                     await trio.sleep(0.1)
                     assert conn.statistics().waiting_publishes <= 3
-                conn.client.disconnect_nowait()
+                conn.client.disconnect_nowait(0)
             nursery.cancel_scope.cancel()

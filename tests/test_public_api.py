@@ -18,6 +18,7 @@ EXPECTED = {
     "ConnAck",
     "ConnectReturnCode",
     "ConnectTimeout",
+    "ConnectionEvent",
     "ConnectionClosed",
     "ConnectionLost",
     "ConnectionRefused",

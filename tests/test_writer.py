@@ -23,7 +23,7 @@ class WriterSteps(trio.abc.Instrument):
         self.steps = 0
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
-        if task.name.endswith("._writer"):
+        if task.name.endswith("._write"):
             self.steps += 1
 
 

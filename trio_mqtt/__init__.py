@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from ._client import Client as Client, SubscriptionRefused as SubscriptionRefused
 from ._connection import (
-    ConnectionStatistics as ConnectionStatistics,
     MqttConnection as MqttConnection,
     open_mqtt_connection as open_mqtt_connection,
 )
@@ -32,9 +31,12 @@ from ._core._errors import (
     UnknownPacketIdError as UnknownPacketIdError,
 )
 from ._core._events import (
+    ConnectionEvent as ConnectionEvent,
+    Disconnected as Disconnected,
     Incoming as Incoming,
     Outgoing as Outgoing,
     PublishDropped as PublishDropped,
+    Reconnecting as Reconnecting,
     SessionLost as SessionLost,
 )
 from ._core._packets import (
@@ -51,11 +53,7 @@ from ._core._reason_codes import (
     ConnectReturnCode as ConnectReturnCode,
     ReasonCode as ReasonCode,
 )
-from ._dispatch import (
-    Disconnected as Disconnected,
-    MessageStream as MessageStream,
-    Reconnecting as Reconnecting,
-)
+from ._dispatch import MessageStream as MessageStream
 from ._options import MqttOptions as MqttOptions, ReconnectPolicy as ReconnectPolicy
 from ._requests import (
     PublishResult as PublishResult,
@@ -63,6 +61,7 @@ from ._requests import (
     Tracker as Tracker,
     UnsubscribeResult as UnsubscribeResult,
 )
+from ._statistics import ConnectionStatistics as ConnectionStatistics
 from ._store import (
     MemorySessionStore as MemorySessionStore,
     SessionStore as SessionStore,
@@ -95,6 +94,7 @@ __all__ = [
     "ConnectReturnCode",
     "ConnectTimeout",
     "ConnectionClosed",
+    "ConnectionEvent",
     "ConnectionLost",
     "ConnectionRefused",
     "ConnectionStatistics",

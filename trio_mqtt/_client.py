@@ -1,24 +1,25 @@
 """The client handle: a cloneable sender of requests to the event loop.
 
-A :class:`Client` wraps two Trio memory send channels: one for publishes and one for everything
-else (subscribe, unsubscribe, acks, disconnect). The event loop stops taking publishes while
-the outgoing window is full, which blocks publishers (natural backpressure), but it always takes
-control requests, so an ack or a subscribe is never stuck behind a full window. ``clone()``
-clones both channels; when every clone is closed the event loop sees both channels end and the
-connection finishes with :class:`~trio_mqtt.RequestsDone`.
+A :class:`Client` holds the event loop's admission object (publishes enter the state machine
+in the caller's task, waiting while the outgoing window is full: natural backpressure) and a
+Trio memory send channel for everything else (subscribe, unsubscribe, acks, disconnect), which
+the loop always takes, so an ack or a subscribe is never stuck behind a full window.
+``clone()`` clones the channel; when every clone is closed the event loop sees the channel end
+and the connection finishes with :class:`~trio_mqtt.RequestsDone`.
 
-Arguments are validated here, in the caller's task, so a bad topic raises at the call site.
+Arguments are validated here, in the caller's task, so a bad topic raises at the call site;
+publishes are admitted by the loop's :class:`~trio_mqtt._admission.Admission`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 import trio
 
-from ._core._errors import InvalidOptionError, LocalProtocolError
+from ._admission import Admission
+from ._core._errors import ConnectionClosed, InvalidOptionError, MqttError
 from ._core._packets import (
     NO_PROPERTIES,
     Properties,
@@ -27,7 +28,7 @@ from ._core._packets import (
     RetainHandling,
     Subscription,
 )
-from ._core._topics import validate_filter, validate_topic
+from ._core._topics import validate_filter
 from ._requests import (
     AckRequest,
     DisconnectRequest,
@@ -42,16 +43,13 @@ from ._requests import (
     UnsubscribeResult,
 )
 
-if TYPE_CHECKING:
-    from ._eventloop import EventLoop
-
 __all__ = ["Client", "SubscriptionRefused"]
 
 Payload = bytes | bytearray | memoryview | str
 
 
-class SubscriptionRefused(LocalProtocolError):
-    """The broker refused a subscription (SUBACK code 0x80 or above).
+class SubscriptionRefused(MqttError):
+    """The broker refused a subscription (SUBACK code 0x80 or above); the SUBSCRIBE was sent.
 
     Attributes:
         result: the whole SUBACK, with one code per filter.
@@ -86,34 +84,41 @@ def _qos(value: int) -> QoS:
 class Client:
     """Sends requests to an MQTT connection. Get one from :attr:`MqttConnection.client`.
 
-    Every method has a ``*_nowait`` twin that raises :class:`trio.WouldBlock` instead of
-    waiting when the request queue is full. Handles are cheap: :meth:`clone` one per task, and
-    close each when done (``async with client:`` does it).
+    Every blocking method has a ``*_nowait`` twin that takes the same arguments and raises
+    :class:`trio.WouldBlock` instead of waiting for queue room (where the blocking method
+    returns the broker's answer, the twin returns a :class:`Tracker` for it). Handles are
+    cheap: :meth:`clone` one per task, and close each when done (``async with client:`` does
+    it). Every request is checked in the calling task, so a bad one raises at its call site;
+    one made after the session ended, or while a failed connection waits for the application
+    to reconnect, raises that error at once.
     """
 
-    __slots__ = ("_closed", "_control", "_loop", "_publish")
+    __slots__ = ("_admission", "_closed", "_control")
 
     def __init__(
-        self,
-        loop: EventLoop,
-        publish_channel: trio.MemorySendChannel[PublishRequest],
-        control_channel: trio.MemorySendChannel[Request],
+        self, admission: Admission, control_channel: trio.MemorySendChannel[Request]
     ) -> None:
-        self._loop = loop
-        self._publish = publish_channel
+        if not isinstance(admission, Admission) or not isinstance(
+            control_channel, trio.MemorySendChannel
+        ):
+            raise TypeError(
+                "Client handles are not built by hand: use `async with "
+                "open_mqtt_connection(...) as conn:` and `conn.client` (or `.clone()` it)"
+            )
+        self._admission = admission
         self._control = control_channel
         self._closed = False
 
     # ------------------------------------------------------------------ handles
     def clone(self) -> Client:
         """Another handle to the same connection; the connection lives while any is open."""
-        return Client(self._loop, self._publish.clone(), self._control.clone())
+        self._check_handle()
+        return Client(self._admission, self._control.clone())
 
     def close(self) -> None:
         """Release this handle (idempotent)."""
         if not self._closed:
             self._closed = True
-            self._publish.close()
             self._control.close()
 
     async def aclose(self) -> None:
@@ -132,6 +137,35 @@ class Client:
     ) -> None:
         await self.aclose()
 
+    def _check_handle(self) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("this client handle is closed")
+
+    def _check_request(self, request: Request) -> None:
+        # a disconnect is taken in every phase; acks go out after a reconnect
+        if not isinstance(request, DisconnectRequest):
+            waits = not isinstance(request, AckRequest)
+            self._admission.check_open(waits_for_answer=waits)
+
+    async def _send(self, request: Request) -> None:
+        """Queue a control request in the caller's task (it may wait for queue room)."""
+        self._check_handle()
+        self._check_request(request)
+        try:
+            await self._control.send(request)
+        except trio.BrokenResourceError:
+            self._admission.check_open()  # the session ended while we waited: say how
+            raise ConnectionClosed("the connection is closed") from None
+
+    def _send_nowait(self, request: Request) -> None:
+        self._check_handle()
+        self._check_request(request)
+        try:
+            self._control.send_nowait(request)
+        except trio.BrokenResourceError:
+            self._admission.check_open()
+            raise ConnectionClosed("the connection is closed") from None
+
     # ------------------------------------------------------------------ publish
     def _publish_request(
         self,
@@ -142,8 +176,8 @@ class Client:
         properties: Properties | None,
         tracker: Tracker[PublishResult] | None,
     ) -> PublishRequest:
-        validate_topic(topic)
-        request = PublishRequest(
+        self._check_handle()
+        return PublishRequest(
             topic,
             _payload_bytes(payload),
             _qos(qos),
@@ -151,8 +185,6 @@ class Client:
             properties if properties is not None else NO_PROPERTIES,
             tracker,
         )
-        self._loop._check_publish(request)
-        return request
 
     async def publish(
         self,
@@ -163,43 +195,15 @@ class Client:
         *,
         properties: Properties | None = None,
     ) -> None:
-        """Queue a message for publishing; returns once the event loop has it.
+        """Hand a message to the session; returns once it is admitted.
 
-        Blocks while the request queue is full (and the outgoing window with it). Invalid
-        topics, QoS values and sizes raise here, before anything is queued. Use
-        :meth:`publish_tracked` to learn when the broker has the message.
+        Waits while the outgoing window (and the queue behind it) is full: the natural
+        backpressure. Invalid topics, QoS values and sizes raise here, before anything is
+        admitted. Use :meth:`publish_tracked` to learn when the broker has the message.
         """
-        await self._submit(self._publish_request(topic, payload, qos, retain, properties, None))
-
-    async def _submit(self, request: PublishRequest) -> None:
-        """Admit a publish: straight into the state machine when nothing is queued ahead of
-        it and the window has room, else through the channel (which may block).
-
-        Either way a cancelled call was not admitted and an admitted one was not cancelled,
-        exactly like ``MemorySendChannel.send``: cancellation is only checked before.
-        """
-        if self._closed:
-            raise trio.ClosedResourceError("this client handle is closed")
-        await trio.lowlevel.checkpoint_if_cancelled()
-        loop = self._loop
-        if loop._publish_directly(request):
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return
-        loop._queued_publishes += 1
-        try:
-            await self._publish.send(request)
-        except BaseException:
-            loop._queued_publishes -= 1
-            raise
-
-    def _submit_nowait(self, request: PublishRequest) -> None:
-        if self._closed:
-            raise trio.ClosedResourceError("this client handle is closed")
-        loop = self._loop
-        if loop._publish_directly(request):
-            return
-        self._publish.send_nowait(request)
-        loop._queued_publishes += 1
+        await self._admission.submit(
+            self._publish_request(topic, payload, qos, retain, properties, None)
+        )
 
     def publish_nowait(
         self,
@@ -210,8 +214,10 @@ class Client:
         *,
         properties: Properties | None = None,
     ) -> None:
-        """Like :meth:`publish`, but raise :class:`trio.WouldBlock` when the queue is full."""
-        self._submit_nowait(self._publish_request(topic, payload, qos, retain, properties, None))
+        """Like :meth:`publish`, but raise :class:`trio.WouldBlock` instead of waiting."""
+        self._admission.submit_nowait(
+            self._publish_request(topic, payload, qos, retain, properties, None)
+        )
 
     async def publish_tracked(
         self,
@@ -222,13 +228,18 @@ class Client:
         *,
         properties: Properties | None = None,
     ) -> Tracker[PublishResult]:
-        """Queue a message and return a tracker whose ``wait()`` gives the broker's answer.
+        """Hand a message to the session and return a tracker whose ``wait()`` gives the
+        broker's answer.
 
         The tracker completes when QoS 0 is written, on PUBACK for QoS 1 and on PUBCOMP (or a
-        failing PUBREC) for QoS 2.
+        failing PUBREC) for QoS 2. If the connection fails and nobody reconnects it (no
+        reconnect policy, or the policy gave up), the tracker reports that error; a QoS 1/2
+        message stays in the session all the same and is sent again after a reconnect.
         """
         tracker: Tracker[PublishResult] = Tracker()
-        await self._submit(self._publish_request(topic, payload, qos, retain, properties, tracker))
+        await self._admission.submit(
+            self._publish_request(topic, payload, qos, retain, properties, tracker)
+        )
         return tracker
 
     def publish_tracked_nowait(
@@ -240,17 +251,20 @@ class Client:
         *,
         properties: Properties | None = None,
     ) -> Tracker[PublishResult]:
-        """Like :meth:`publish_tracked`, but raise :class:`trio.WouldBlock` when full."""
+        """Like :meth:`publish_tracked`, but raise :class:`trio.WouldBlock` instead of waiting."""
         tracker: Tracker[PublishResult] = Tracker()
-        self._submit_nowait(self._publish_request(topic, payload, qos, retain, properties, tracker))
+        self._admission.submit_nowait(
+            self._publish_request(topic, payload, qos, retain, properties, tracker)
+        )
         return tracker
 
     # ------------------------------------------------------------------ subscribe
-    @staticmethod
     def _subscribe_request(
+        self,
         subscriptions: Iterable[Subscription | str | tuple[str, int]],
         properties: Properties | None,
     ) -> SubscribeRequest:
+        self._check_handle()
         # one filter given alone, not in a list: a string would otherwise be iterated as
         # one-character filters
         if isinstance(subscriptions, str | Subscription) or (
@@ -265,13 +279,28 @@ class Client:
                 item = Subscription(item)
             elif isinstance(item, tuple):
                 item = Subscription(item[0], _qos(item[1]))
-            validate_filter(item.topic_filter)
+            elif not isinstance(item, Subscription):
+                raise TypeError(
+                    f"a subscription is a filter, a (filter, qos) pair or a Subscription, "
+                    f"not {type(item).__name__}"
+                )
+            _check_filter(item.topic_filter)
             items.append(item)
         if not items:
             raise InvalidOptionError("subscribe needs at least one topic filter")
         return SubscribeRequest(
             tuple(items), properties if properties is not None else NO_PROPERTIES, Tracker()
         )
+
+    @staticmethod
+    def _one_subscription(
+        topic_filter: str,
+        qos: int,
+        no_local: bool,
+        retain_as_published: bool,
+        retain_handling: RetainHandling,
+    ) -> Subscription:
+        return Subscription(topic_filter, _qos(qos), no_local, retain_as_published, retain_handling)
 
     async def subscribe(
         self,
@@ -288,14 +317,35 @@ class Client:
         Raises:
             SubscriptionRefused: the broker answered with a failure code.
             InvalidTopicError: the filter is not valid.
+            ConnectionLost: the connection failed before the SUBACK and nobody reconnects it
+                (with a reconnect policy the SUBSCRIBE is sent again after reconnecting).
         """
-        subscription = Subscription(
-            topic_filter, _qos(qos), no_local, retain_as_published, retain_handling
+        subscription = self._one_subscription(
+            topic_filter, qos, no_local, retain_as_published, retain_handling
         )
         result = await self.subscribe_many([subscription], properties=properties)
         if not result.is_success:
             raise SubscriptionRefused(result)
         return result
+
+    def subscribe_nowait(
+        self,
+        topic_filter: str,
+        qos: int = QoS.AT_MOST_ONCE,
+        *,
+        no_local: bool = False,
+        retain_as_published: bool = False,
+        retain_handling: RetainHandling = RetainHandling.SEND_ON_SUBSCRIBE,
+        properties: Properties | None = None,
+    ) -> Tracker[SubscribeResult]:
+        """Queue a SUBSCRIBE for one filter or raise :class:`trio.WouldBlock`.
+
+        Returns a tracker for the SUBACK; a refusal is reported in its codes, not raised.
+        """
+        subscription = self._one_subscription(
+            topic_filter, qos, no_local, retain_as_published, retain_handling
+        )
+        return self.subscribe_many_nowait([subscription], properties=properties)
 
     async def subscribe_many(
         self,
@@ -308,42 +358,32 @@ class Client:
         Each item is a :class:`Subscription`, a filter (QoS 0) or a ``(filter, qos)`` pair.
         Returns the SUBACK codes, one per filter, without raising for refused ones.
         """
-        tracker = await self.subscribe_tracked(subscriptions, properties=properties)
-        return await tracker.wait()
-
-    async def subscribe_tracked(
-        self,
-        subscriptions: Sequence[Subscription | str | tuple[str, int]],
-        *,
-        properties: Properties | None = None,
-    ) -> Tracker[SubscribeResult]:
-        """Queue a SUBSCRIBE and return a tracker for its SUBACK without waiting for it."""
         request = self._subscribe_request(subscriptions, properties)
-        await self._control.send(request)
+        await self._send(request)
         assert request.tracker is not None
-        return request.tracker
+        return await request.tracker.wait()
 
-    def subscribe_nowait(
+    def subscribe_many_nowait(
         self,
         subscriptions: Sequence[Subscription | str | tuple[str, int]],
         *,
         properties: Properties | None = None,
     ) -> Tracker[SubscribeResult]:
-        """Queue a SUBSCRIBE or raise :class:`trio.WouldBlock`; returns its tracker."""
+        """Queue a SUBSCRIBE for several filters or raise :class:`trio.WouldBlock`."""
         request = self._subscribe_request(subscriptions, properties)
-        self._control.send_nowait(request)
+        self._send_nowait(request)
         assert request.tracker is not None
         return request.tracker
 
     # ------------------------------------------------------------------ unsubscribe
-    @staticmethod
     def _unsubscribe_request(
-        topic_filters: Sequence[str], properties: Properties | None
+        self, topic_filters: Sequence[str], properties: Properties | None
     ) -> UnsubscribeRequest:
+        self._check_handle()
         if isinstance(topic_filters, str):
             topic_filters = [topic_filters]
         for topic_filter in topic_filters:
-            validate_filter(topic_filter)
+            _check_filter(topic_filter)
         if not topic_filters:
             raise InvalidOptionError("unsubscribe needs at least one topic filter")
         return UnsubscribeRequest(
@@ -358,30 +398,37 @@ class Client:
         """Unsubscribe from one filter and wait for the UNSUBACK."""
         return await self.unsubscribe_many([topic_filter], properties=properties)
 
+    def unsubscribe_nowait(
+        self, topic_filter: str, *, properties: Properties | None = None
+    ) -> Tracker[UnsubscribeResult]:
+        """Queue an UNSUBSCRIBE for one filter or raise :class:`trio.WouldBlock`."""
+        return self.unsubscribe_many_nowait([topic_filter], properties=properties)
+
     async def unsubscribe_many(
         self, topic_filters: Sequence[str], *, properties: Properties | None = None
     ) -> UnsubscribeResult:
         """Unsubscribe from several filters in one UNSUBSCRIBE and wait for the UNSUBACK."""
         request = self._unsubscribe_request(topic_filters, properties)
-        await self._control.send(request)
+        await self._send(request)
         assert request.tracker is not None
         return await request.tracker.wait()
 
-    def unsubscribe_nowait(
+    def unsubscribe_many_nowait(
         self, topic_filters: Sequence[str], *, properties: Properties | None = None
     ) -> Tracker[UnsubscribeResult]:
-        """Queue an UNSUBSCRIBE or raise :class:`trio.WouldBlock`; returns its tracker."""
+        """Queue an UNSUBSCRIBE for several filters or raise :class:`trio.WouldBlock`."""
         request = self._unsubscribe_request(topic_filters, properties)
-        self._control.send_nowait(request)
+        self._send_nowait(request)
         assert request.tracker is not None
         return request.tracker
 
     # ------------------------------------------------------------------ acks
-    @staticmethod
-    def _ack_request(message: Publish | int, reason_code: int) -> AckRequest:
+    def _ack_request(self, message: Publish | int, reason_code: int) -> AckRequest:
+        self._check_handle()
         packet_id = message.packet_id if isinstance(message, Publish) else message
         if not 1 <= packet_id <= 65535:
             raise InvalidOptionError("only QoS 1/2 publishes (packet id 1-65535) are acked")
+        self._admission.check_ack(packet_id, reason_code)
         return AckRequest(packet_id, reason_code)
 
     async def ack(self, message: Publish | int, reason_code: int = 0) -> None:
@@ -394,17 +441,26 @@ class Client:
         request = self._ack_request(message, reason_code)
         tracker: Tracker[None] = Tracker()
         request.tracker = tracker
-        await self._control.send(request)
+        await self._send(request)
         await tracker.wait()
 
     def ack_nowait(self, message: Publish | int, reason_code: int = 0) -> None:
-        """Like :meth:`ack`, but raise :class:`trio.WouldBlock` when the queue is full.
-
-        Nobody waits for the outcome, so an unknown packet id is only logged (warning).
-        """
-        self._control.send_nowait(self._ack_request(message, reason_code))
+        """Like :meth:`ack`, but raise :class:`trio.WouldBlock` when the queue is full."""
+        self._send_nowait(self._ack_request(message, reason_code))
 
     # ------------------------------------------------------------------ disconnect
+    def _disconnect_request(
+        self, grace_period: float, reason_code: int, properties: Properties | None
+    ) -> DisconnectRequest | None:
+        """The request, or None when the session has ended already (nothing to do)."""
+        self._check_handle()
+        if not grace_period >= 0:
+            raise InvalidOptionError(f"grace_period must be >= 0, got {grace_period!r}")
+        if self._admission.has_ended():
+            return None
+        self._admission.check_disconnect(reason_code, properties)
+        return DisconnectRequest(grace_period, reason_code, properties or NO_PROPERTIES, Tracker())
+
     async def disconnect(
         self,
         grace_period: float = 5.0,
@@ -414,23 +470,69 @@ class Client:
     ) -> None:
         """Disconnect gracefully and wait until it is done.
 
-        QoS 1/2 flows in flight get up to ``grace_period`` seconds to finish, then DISCONNECT is
-        sent and the connection closes. Unfinished flows stay in the session state.
+        QoS 1/2 flows in flight get up to ``grace_period`` seconds to finish (0 disconnects at
+        once), then DISCONNECT is sent and the connection closes. Unfinished flows stay in the
+        session state. Does nothing once the session has ended.
+
+        Raises:
+            LocalProtocolError: the reason code or properties are not allowed (for example a
+                session expiry interval when CONNECT had none); nothing changes.
         """
-        tracker: Tracker[None] = Tracker()
-        await self._control.send(
-            DisconnectRequest(True, grace_period, reason_code, properties or NO_PROPERTIES, tracker)
-        )
-        await tracker.wait()
+        request = self._disconnect_request(grace_period, reason_code, properties)
+        if request is None:
+            await trio.lowlevel.checkpoint()
+            return
+        try:
+            await self._send(request)
+        except ConnectionClosed:
+            return  # ended meanwhile: that is what was asked for
+        assert request.tracker is not None
+        await request.tracker.wait()
 
     def disconnect_nowait(
-        self, *, reason_code: int = 0, properties: Properties | None = None
+        self,
+        grace_period: float = 5.0,
+        *,
+        reason_code: int = 0,
+        properties: Properties | None = None,
     ) -> None:
-        """Send DISCONNECT at once (without waiting for inflight flows) and close."""
-        self._control.send_nowait(
-            DisconnectRequest(False, 0.0, reason_code, properties or NO_PROPERTIES)
-        )
+        """Like :meth:`disconnect`, but only start it; raise :class:`trio.WouldBlock` when the
+        queue is full."""
+        request = self._disconnect_request(grace_period, reason_code, properties)
+        if request is not None:
+            self._send_nowait(request)
+
+    # ------------------------------------------------------------------ re-authentication
+    def _reauth_request(self) -> ReauthRequest:
+        self._check_handle()
+        self._admission.check_reauthenticate()
+        return ReauthRequest(Tracker())
 
     async def reauthenticate(self) -> None:
-        """Start MQTT 5 re-authentication with the configured authenticator."""
-        await self._control.send(ReauthRequest())
+        """Re-authenticate (MQTT 5) with the configured authenticator; wait for the outcome.
+
+        Returns once the broker answered with AUTH success.
+
+        Raises:
+            LocalProtocolError: not MQTT 5, no authenticator, not connected, or already under
+                way.
+            ConnectionLost: the connection ended first (a broker that refuses the new
+                credentials disconnects: :class:`DisconnectedByBroker`).
+        """
+        request = self._reauth_request()
+        await self._send(request)
+        assert request.tracker is not None
+        await request.tracker.wait()
+
+    def reauthenticate_nowait(self) -> Tracker[None]:
+        """Start re-authentication or raise :class:`trio.WouldBlock`; returns its tracker."""
+        request = self._reauth_request()
+        self._send_nowait(request)
+        assert request.tracker is not None
+        return request.tracker
+
+
+def _check_filter(topic_filter: str) -> None:
+    if type(topic_filter) is not str:
+        raise TypeError(f"a topic filter must be a str, not {type(topic_filter).__name__}")
+    validate_filter(topic_filter)

@@ -7,77 +7,28 @@ sure no internal ``ExceptionGroup`` reaches the caller.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import NoReturn
 
 import trio
 
 from ._client import Client
 from ._core._errors import ConnectionClosed, InvalidOptionError, MqttError, RequestsDone
-from ._core._events import Incoming
+from ._core._events import ConnectionEvent, Incoming
 from ._core._packets import ConnAck, Publish
-from ._core._state import ConnectionState
-from ._core._topics import parse_shared, validate_filter
-from ._dispatch import Failure, MessageStream, Overflow, Route
+from ._core._topics import validate_filter
+from ._dispatch import Failure, MessageStream, Overflow
 from ._eventloop import EventLoop, group_leaves
 from ._options import MqttOptions
+from ._statistics import ConnectionStatistics
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
 
 __all__ = ["ConnectionStatistics", "MqttConnection", "open_mqtt_connection"]
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionStatistics:
-    """A snapshot of a connection's counters (see :meth:`MqttConnection.statistics`).
-
-    Attributes:
-        connected: a network connection is up and CONNACK was received.
-        window: the outgoing window now (``inflight``, lowered by the broker's Receive
-            Maximum).
-        inflight: QoS 1/2 publishes sent and not yet acknowledged.
-        waiting_publishes: publishes admitted but not sent (window full, or disconnected).
-        queued_requests: requests still in the client channels.
-        buffered_events: events waiting for ``poll()``.
-        dropped_events: events dropped from the event buffer (see :doc:`/backpressure`).
-        connects: successful connections so far (1 + reconnects).
-        packets_sent, packets_received: MQTT packets each way.
-        publishes_sent, publishes_received: PUBLISH packets among them (resends included).
-        retransmissions: PUBLISH and PUBREL packets sent again after a session resumed.
-        duplicates_suppressed: QoS 2 messages the broker sent again, answered but not
-            delivered twice.
-        pings_sent: PINGREQ packets sent.
-        sessions_lost: reconnects where the broker had lost the session.
-        bytes_sent, bytes_received: bytes each way on the transport.
-    """
-
-    connected: bool
-    window: int
-    inflight: int
-    waiting_publishes: int
-    queued_requests: int
-    buffered_events: int
-    dropped_events: int
-    connects: int
-    packets_sent: int
-    packets_received: int
-    publishes_sent: int
-    publishes_received: int
-    retransmissions: int
-    duplicates_suppressed: int
-    pings_sent: int
-    sessions_lost: int
-    bytes_sent: int
-    bytes_received: int
-
-    @property
-    def reconnects(self) -> int:
-        """Successful connections after the first one."""
-        return max(0, self.connects - 1)
 
 
 class MqttConnection:
@@ -97,12 +48,12 @@ class MqttConnection:
     @property
     def client(self) -> Client:
         """The first client handle; :meth:`Client.clone` it for other tasks."""
-        return self._loop._client
+        return self._loop.client
 
     @property
     def connected(self) -> bool:
         """True while a network connection is up and CONNACK was received."""
-        return self._loop._state.state is ConnectionState.CONNECTED
+        return self._loop.connected
 
     @property
     def connack(self) -> ConnAck | None:
@@ -111,9 +62,9 @@ class MqttConnection:
         It says whether the session was resumed and, for MQTT 5, carries the limits the broker
         announced in its properties.
         """
-        return self._loop._state.connack
+        return self._loop.connack
 
-    async def poll(self) -> object:
+    async def poll(self) -> ConnectionEvent:
         """Return the next event, waiting for one.
 
         Events are :class:`~trio_mqtt.Incoming` (a packet from the broker),
@@ -131,13 +82,13 @@ class MqttConnection:
         if self._reconnect_on_next_poll:
             self._reconnect_on_next_poll = False
             self.reconnect()
-        item = await self._loop._events.get()
+        item = await self._loop.next_event()
         if isinstance(item, Failure):
             self._reconnect_on_next_poll = True
             raise item.error
-        return item
+        return item  # type: ignore[return-value]
 
-    def poll_nowait(self) -> object:
+    def poll_nowait(self) -> ConnectionEvent:
         """Return the next buffered event without waiting.
 
         Raises:
@@ -147,11 +98,11 @@ class MqttConnection:
         if self._reconnect_on_next_poll:
             self._reconnect_on_next_poll = False
             self.reconnect()
-        item = self._loop._events.get_nowait()
+        item = self._loop.next_event_nowait()
         if isinstance(item, Failure):
             self._reconnect_on_next_poll = True
             raise item.error
-        return item
+        return item  # type: ignore[return-value]
 
     def reconnect(self) -> None:
         """Start reconnecting after a connection error (without a reconnect policy).
@@ -159,14 +110,12 @@ class MqttConnection:
         ``poll()`` does this by itself on the call after the one that raised; use this when the
         application only reads routes. Does nothing while connected or reconnecting.
         """
-        if self._loop._awaiting_reconnect:
-            self._loop._awaiting_reconnect = False
-            self._loop._session_wakeup.set()
+        self._loop.request_reconnect()
 
     def __aiter__(self) -> MqttConnection:
         return self
 
-    async def __anext__(self) -> object:
+    async def __anext__(self) -> ConnectionEvent:
         try:
             return await self.poll()
         except (ConnectionClosed, RequestsDone):
@@ -216,55 +165,26 @@ class MqttConnection:
             raise InvalidOptionError("route capacity must be at least 1")
         if overflow not in ("wait", "drop_oldest", "drop_newest"):
             raise InvalidOptionError(f"unknown overflow policy {overflow!r}")
-        shared = parse_shared(topic_filter)
-        match_filter = shared[1] if shared else topic_filter
-        route = Route(topic_filter, capacity, overflow, self._loop._space)
-        if self._loop._end is not None:
-            route.close(self._loop._end)
-        self._loop._routes.add(match_filter, route)
-        self._loop._route_list.append(route)
+        loop = self._loop
+        route = loop.open_route(topic_filter, capacity, overflow)
         subscribed = False
         try:
             if qos is not None:
-                await self._loop._client.subscribe(topic_filter, qos)
+                await loop.client.subscribe(topic_filter, qos)
                 subscribed = True
             yield MessageStream(route)
         finally:
-            self._loop._routes.remove(match_filter, route)
-            self._loop._route_list.remove(route)
-            route.close(ConnectionClosed("route closed"))
-            self._loop._space.set()
-            still_used = any(r.topic_filter == topic_filter for r in self._loop._route_list)
-            if subscribed and not still_used and self._loop._end is None:
-                with trio.move_on_after(self._loop.options.connect_timeout) as scope:
+            still_used = loop.close_route(route)
+            if subscribed and not still_used and loop.end is None:
+                with trio.move_on_after(self.options.connect_timeout) as scope:
                     scope.shield = True
-                    await self._loop._client.unsubscribe(topic_filter)
+                    # a failed connection has no subscription left to remove on this link
+                    with contextlib.suppress(MqttError):
+                        await loop.client.unsubscribe(topic_filter)
 
     def statistics(self) -> ConnectionStatistics:
         """Counters for monitoring: window use, queues, buffers, traffic."""
-        state = self._loop._state
-        counters = state.statistics
-        return ConnectionStatistics(
-            connected=self.connected,
-            window=state.window,
-            inflight=state.inflight_count,
-            waiting_publishes=state.waiting_count,
-            queued_requests=self._loop._publish_recv.statistics().current_buffer_used
-            + self._loop._control_recv.statistics().current_buffer_used,
-            buffered_events=len(self._loop._events.items),
-            dropped_events=self._loop._events.dropped,
-            connects=self._loop._connects,
-            packets_sent=counters.packets_sent,
-            packets_received=counters.packets_received,
-            publishes_sent=counters.publishes_sent,
-            publishes_received=counters.publishes_received,
-            retransmissions=counters.retransmissions,
-            duplicates_suppressed=counters.duplicates_suppressed,
-            pings_sent=counters.pings_sent,
-            sessions_lost=counters.sessions_lost,
-            bytes_sent=self._loop._bytes_sent,
-            bytes_received=self._loop._bytes_received,
-        )
+        return self._loop.statistics()
 
 
 class _Messages:
@@ -304,7 +224,7 @@ class _MessageBatches:
 
     def __init__(self, connection: MqttConnection, max_batch: int) -> None:
         self._first = _Messages(connection)
-        self._events = connection._loop._events
+        self._loop = connection._loop
         self._max_batch = max_batch
 
     def __aiter__(self) -> _MessageBatches:
@@ -312,7 +232,7 @@ class _MessageBatches:
 
     async def __anext__(self) -> list[Publish]:
         batch = [await self._first.__anext__()]
-        self._events.take_messages(batch, self._max_batch - 1)
+        self._loop.take_messages(batch, self._max_batch - 1)
         return batch
 
 
@@ -322,6 +242,7 @@ async def open_mqtt_connection(
     *,
     event_capacity: int = 1000,
     disconnect_timeout: float = 5.0,
+    drop_unread: bool = False,
 ) -> AsyncIterator[MqttConnection]:
     """Connect to a broker and run the session for the duration of the ``async with`` block.
 
@@ -331,6 +252,10 @@ async def open_mqtt_connection(
             :doc:`/backpressure` for what happens when nobody reads them).
         disconnect_timeout: seconds that leaving the block may spend letting inflight QoS 1/2
             flows finish and sending DISCONNECT (shielded from cancellation).
+        drop_unread: until the application reads its first event, keep only the newest
+            ``event_capacity`` incoming messages (dropping the oldest, counted in
+            ``dropped_events`` and logged) instead of pausing the connection. For programs
+            that may never read events; off by default, so no message is ever dropped.
 
     The first connection attempt happens on entry: a refusal or failure raises here (with a
     reconnect policy, after its attempts are used up). Leaving the block normally disconnects
@@ -341,24 +266,21 @@ async def open_mqtt_connection(
     if isinstance(options, str):
         options = MqttOptions.from_url(options)
     assert isinstance(options, MqttOptions)
-    loop = EventLoop(options, event_capacity=event_capacity)
+    loop = EventLoop(options, event_capacity=event_capacity, drop_unread=drop_unread)
     connection = MqttConnection(loop)
     body_error: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:
-            loop._nursery = nursery
-            await nursery.start(loop._session)
-            nursery.start_soon(loop._control_intake)
-            nursery.start_soon(loop._publish_intake)
+            await loop.run(nursery)
             try:
                 yield connection
             except BaseException as exc:
                 body_error = exc
                 raise
             else:
-                await loop._close_gracefully(disconnect_timeout)
+                await loop.close(disconnect_timeout)
             finally:
-                loop._finish()
+                loop.finish()
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         _raise_single(group, body_error)

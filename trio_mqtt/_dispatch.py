@@ -19,6 +19,7 @@ mistaken for a dead link) until the application makes room. Bounds:
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
@@ -29,29 +30,11 @@ from ._core._errors import ConnectionClosed, InvalidOptionError, MqttError, Requ
 from ._core._events import Incoming
 from ._core._packets import Publish
 
-__all__ = ["Disconnected", "EventBuffer", "MessageStream", "Overflow", "Reconnecting", "Signal"]
+__all__ = ["EventBuffer", "Failure", "MessageStream", "Overflow", "Route", "Signal"]
 
 T = TypeVar("T")
+logger = logging.getLogger("trio_mqtt")
 Overflow = Literal["wait", "drop_oldest", "drop_newest"]
-
-
-@dataclass(frozen=True, slots=True)
-class Disconnected:
-    """The connection was lost; a reconnect policy will try again.
-
-    Only reported when a :class:`~trio_mqtt.ReconnectPolicy` is set; without one the error is
-    raised from :meth:`~trio_mqtt.MqttConnection.poll` instead.
-    """
-
-    error: MqttError
-
-
-@dataclass(frozen=True, slots=True)
-class Reconnecting:
-    """The reconnect policy is about to try again after ``delay`` seconds (attempt 1, 2, ...)."""
-
-    attempt: int
-    delay: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,17 +106,26 @@ class _Buffer(Generic[T]):
 class EventBuffer(_Buffer[object]):
     """The connection's event stream (see the module docstring for its bounds)."""
 
-    def __init__(self, capacity: int, space: Signal) -> None:
+    def __init__(self, capacity: int, space: Signal, *, drop_unread: bool = False) -> None:
         super().__init__(capacity)
         self.consuming = False
         #: incoming messages (``Incoming(Publish)``) in the buffer
         self.unread_messages = 0
+        #: messages dropped because nobody had read any event yet (``drop_unread``)
+        self.dropped_messages = 0
+        self._drop_unread = drop_unread
         self._space = space
 
     def put(self, item: object, *, data: bool = False) -> None:
-        """Add an event; ``data`` marks incoming messages, which are never dropped."""
+        """Add an event; ``data`` marks incoming messages.
+
+        Messages are never dropped, except with ``drop_unread`` while the application has
+        not read any event yet: then only the newest ``capacity`` are kept.
+        """
         items = self.items
         if data:
+            if self._drop_unread and not self.consuming and self.unread_messages >= self.capacity:
+                self._drop_oldest_message()
             self.unread_messages += 1
         elif len(items) >= (2 * self.capacity if self.consuming else self.capacity):
             self.dropped += 1
@@ -141,6 +133,22 @@ class EventBuffer(_Buffer[object]):
         items.append(item)
         if self._readable:
             self._readable.unpark_all()
+
+    def _drop_oldest_message(self) -> None:
+        items = self.items
+        for index, item in enumerate(items):
+            if type(item) is Incoming and type(item.packet) is Publish:
+                del items[index]
+                break
+        self.unread_messages -= 1
+        self.dropped_messages += 1
+        self.dropped += 1
+        if self.dropped_messages == 1 or self.dropped_messages % 10000 == 0:
+            logger.warning(
+                "%d incoming messages dropped so far: nothing reads the connection's events "
+                "(read them, or open routes for their topics, to receive every message)",
+                self.dropped_messages,
+            )
 
     def put_failure(self, error: MqttError) -> None:
         """Queue a connection error for ``poll()``; never dropped."""

@@ -157,8 +157,9 @@ class MqttOptions:
         will: last will message, published by the broker if we vanish without DISCONNECT.
         protocol_version: :attr:`ProtocolVersion.V311` (default) or :attr:`ProtocolVersion.V5`.
         inflight: outgoing window: QoS 1/2 publishes awaiting acknowledgement at once.
-        request_capacity: requests (publish, subscribe, ...) that may queue in the client
-            channel before callers block.
+        request_capacity: control requests (subscribe, unsubscribe, acks, disconnect) that
+            may queue in the client channel before callers block. Publishes do not use the
+            channel: they wait for the outgoing window (at most ``inflight`` wait for it).
         max_incoming_packet_size: largest packet accepted from the broker (bytes); larger ones
             end the connection with a protocol error. Default 1 MiB.
         max_outgoing_packet_size: largest packet we send; publishing something bigger raises

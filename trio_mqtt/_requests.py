@@ -28,6 +28,8 @@ __all__ = [
     "Tracker",
     "UnsubscribeRequest",
     "UnsubscribeResult",
+    "fail_tracker",
+    "resolve_tracker",
 ]
 
 T = TypeVar("T")
@@ -66,15 +68,19 @@ class Tracker(Generic[T]):
             raise self._error
         return self._result  # type: ignore[return-value]
 
-    def _resolve(self, result: T) -> None:
-        if not self._event.is_set():
-            self._result = result
-            self._event.set()
 
-    def _fail(self, error: BaseException) -> None:
-        if not self._event.is_set():
-            self._error = error
-            self._event.set()
+def resolve_tracker(tracker: Tracker[T], result: T) -> None:
+    """Complete ``tracker`` with the broker's answer (only the first outcome counts)."""
+    if not tracker._event.is_set():
+        tracker._result = result
+        tracker._event.set()
+
+
+def fail_tracker(tracker: Tracker[object], error: BaseException) -> None:
+    """Complete ``tracker`` with the error that ended its request (first outcome counts)."""
+    if not tracker._event.is_set():
+        tracker._error = error
+        tracker._event.set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,9 +184,8 @@ class AckRequest:
 
 @dataclass(slots=True)
 class DisconnectRequest:
-    """End the session: gracefully (let inflight flows finish first) or at once."""
+    """End the session, after letting inflight flows finish for up to ``grace_period`` s."""
 
-    graceful: bool
     grace_period: float
     reason_code: int = 0
     properties: Properties = NO_PROPERTIES

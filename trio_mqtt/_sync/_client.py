@@ -192,10 +192,16 @@ class Client:
 
         Returns a :class:`Tracker` for the SUBACK (refusals are reported in its codes).
         """
-        subscription = Subscription(
-            topic_filter, _client._qos(qos), no_local, retain_as_published, retain_handling
+        tracker = self._loop.run_sync(
+            self._handle.subscribe_nowait,
+            topic_filter,
+            qos,
+            no_local=no_local,
+            retain_as_published=retain_as_published,
+            retain_handling=retain_handling,
+            properties=properties,
         )
-        return self.subscribe_many_nowait([subscription], properties=properties)
+        return Tracker(self._loop, tracker)
 
     def subscribe_many(
         self,
@@ -220,7 +226,7 @@ class Client:
     ) -> Tracker[SubscribeResult]:
         """Queue a SUBSCRIBE for several filters or raise :class:`trio.WouldBlock`."""
         tracker = self._loop.run_sync(
-            self._handle.subscribe_nowait, list(subscriptions), properties=properties
+            self._handle.subscribe_many_nowait, list(subscriptions), properties=properties
         )
         return Tracker(self._loop, tracker)
 
@@ -243,14 +249,17 @@ class Client:
         self, topic_filter: str, *, properties: Properties | None = None
     ) -> Tracker[UnsubscribeResult]:
         """Queue an UNSUBSCRIBE or raise :class:`trio.WouldBlock`; returns its tracker."""
-        return self.unsubscribe_many_nowait([topic_filter], properties=properties)
+        tracker = self._loop.run_sync(
+            self._handle.unsubscribe_nowait, topic_filter, properties=properties
+        )
+        return Tracker(self._loop, tracker)
 
     def unsubscribe_many_nowait(
         self, topic_filters: Sequence[str], *, properties: Properties | None = None
     ) -> Tracker[UnsubscribeResult]:
         """Queue an UNSUBSCRIBE for several filters or raise :class:`trio.WouldBlock`."""
         tracker = self._loop.run_sync(
-            self._handle.unsubscribe_nowait, list(topic_filters), properties=properties
+            self._handle.unsubscribe_many_nowait, list(topic_filters), properties=properties
         )
         return Tracker(self._loop, tracker)
 
@@ -284,13 +293,25 @@ class Client:
         )
 
     def disconnect_nowait(
-        self, *, reason_code: int = 0, properties: Properties | None = None
+        self,
+        grace_period: float = 5.0,
+        *,
+        reason_code: int = 0,
+        properties: Properties | None = None,
     ) -> None:
-        """Send DISCONNECT at once (without waiting for inflight flows) and close."""
+        """Like :meth:`disconnect`, but only start it; raise :class:`trio.WouldBlock` when the
+        queue is full."""
         self._loop.run_sync(
-            self._handle.disconnect_nowait, reason_code=reason_code, properties=properties
+            self._handle.disconnect_nowait,
+            grace_period,
+            reason_code=reason_code,
+            properties=properties,
         )
 
     def reauthenticate(self) -> None:
-        """Start MQTT 5 re-authentication with the configured authenticator."""
+        """Re-authenticate (MQTT 5) and block until the broker accepted it (or raise)."""
         self._loop.run(self._handle.reauthenticate)
+
+    def reauthenticate_nowait(self) -> Tracker[None]:
+        """Start re-authentication or raise :class:`trio.WouldBlock`; returns its tracker."""
+        return Tracker(self._loop, self._loop.run_sync(self._handle.reauthenticate_nowait))

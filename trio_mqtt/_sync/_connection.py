@@ -262,6 +262,7 @@ def connect(
     *,
     event_capacity: int = 1000,
     disconnect_timeout: float = 5.0,
+    drop_unread: bool = True,
 ) -> tuple[Client, Connection]:
     """Connect to a broker and return a client handle and the connection's event stream.
 
@@ -273,6 +274,11 @@ def connect(
         options: an :class:`~trio_mqtt.MqttOptions`, or a URL for
             :meth:`~trio_mqtt.MqttOptions.from_url`.
         event_capacity: events buffered for :meth:`Connection.recv`.
+        drop_unread: until the program reads its first event, keep only the newest
+            ``event_capacity`` incoming messages (the oldest are dropped, counted in
+            ``statistics().dropped_events`` and logged) instead of pausing the connection, so
+            a program that never reads events never stalls. Once it reads, no message is
+            dropped: a full buffer pauses reading from the network (backpressure).
         disconnect_timeout: seconds that :meth:`Connection.close` may spend letting inflight
             QoS 1/2 flows finish and sending DISCONNECT.
 
@@ -297,7 +303,7 @@ def connect(
     """
     if isinstance(options, str):
         options = MqttOptions.from_url(options)
-    loop = _Loop(options, event_capacity, disconnect_timeout)
+    loop = _Loop(options, event_capacity, disconnect_timeout, drop_unread)
     loop.start()
     connection = Connection(loop)
     assert loop.connection is not None

@@ -36,10 +36,12 @@ class _Loop:
         options: MqttOptions,
         event_capacity: int,
         disconnect_timeout: float,
+        drop_unread: bool,
     ) -> None:
         self._options = options
         self._event_capacity = event_capacity
         self._disconnect_timeout = disconnect_timeout
+        self._drop_unread = drop_unread
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._stop_mode: str | None = None  # None, "graceful" or "abort"
@@ -78,6 +80,7 @@ class _Loop:
                 self._options,
                 event_capacity=self._event_capacity,
                 disconnect_timeout=self._disconnect_timeout,
+                drop_unread=self._drop_unread,
             ) as connection:
                 self.recv_lock = trio.Lock()
                 self.connection = connection

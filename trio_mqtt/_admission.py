@@ -1,0 +1,182 @@
+"""Admission: how a request from a client handle enters the session, or is refused at once.
+
+Theory of operation. The event loop owns one :class:`Admission`; every :class:`~trio_mqtt.Client`
+handle holds it. Each request is first checked in the caller's task, against the connection's
+phase (:meth:`Admission.check_open`: a session that ended, or a failed connection nobody has
+reconnected yet, refuses with a typed error instead of accepting something it cannot send) and
+against the state machine's own rules (``ClientState.check_publish`` and friends: one rule, one
+place), so a bad request raises at its call site.
+
+Publishes then enter the state machine directly in the caller's task: the call is synchronous,
+so this is as safe as a task of the loop doing it, and it costs no channel hop. Admission is
+bounded: at most ``inflight`` publishes wait for the window, and at most ``MAX_UNFLUSHED`` for
+the writer. Past that, publishers park in FIFO order (a newcomer queues behind parked ones, so
+order is kept) until :meth:`room_changed` lets them in, or until the phase refuses them. A
+cancelled publisher was not admitted; an admitted one is not cancelled (Trio's channel rule).
+
+Control requests (subscribe, acks, disconnect, ...) go through a memory channel to the loop's
+intake task, which always takes them, so an ack never waits behind a full publish window.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import trio
+
+from ._core._errors import MqttError
+from ._core._packets import NO_PROPERTIES, Properties
+from ._core._state import ClientState
+from ._requests import PublishRequest
+from ._routing import EventRouter
+from ._writer import Writer
+
+__all__ = ["Admission"]
+
+
+class Admission:
+    """Checks and admits requests for one session (see the module doc).
+
+    Args:
+        state: the session state machine.
+        inflight: the most publishes that may wait for the outgoing window.
+        router: resolves and fails trackers.
+        writer: counts unwritten publishes and is woken for new output.
+        collect: routes the state machine's new events (called after each admission).
+        refusal: the error a new request gets now, or None while requests are accepted;
+            called with True for requests that wait for the broker's answer (refused while
+            a failed connection waits for the application), False for the others (refused
+            only once the session has ended).
+    """
+
+    def __init__(
+        self,
+        state: ClientState,
+        inflight: int,
+        router: EventRouter,
+        writer: Writer,
+        collect: Callable[[], None],
+        refusal: Callable[[bool], MqttError | None],
+    ) -> None:
+        self._state = state
+        self._inflight = inflight
+        self._router = router
+        self._writer = writer
+        self._collect = collect
+        self._refusal = refusal
+        self._parked = trio.lowlevel.ParkingLot()
+
+    # ------------------------------------------------------------------ checks
+    def check_open(self, *, waits_for_answer: bool = True) -> None:
+        """Raise the typed error a new request gets in this phase of the connection.
+
+        A request that waits for the broker's answer (``waits_for_answer``) is refused while a
+        failed connection waits for the application to reconnect: nothing would answer it. A
+        plain publish or an ack is only refused once the session has ended; before that it
+        is kept in the session and goes out after the reconnect.
+        """
+        error = self._refusal(waits_for_answer)
+        if error is not None:
+            # a fresh copy for every caller: one exception object raised in several tasks
+            # would collect all their tracebacks
+            fresh = copy.copy(error)
+            fresh.__traceback__ = None
+            raise fresh from error.__cause__
+
+    def check_publish(self, request: PublishRequest) -> None:
+        """Raise if the state machine would refuse this publish now."""
+        self.check_open(waits_for_answer=request.tracker is not None)
+        self._state.check_publish(
+            request.topic, request.payload, request.qos, request.retain, request.properties
+        )
+
+    def check_disconnect(self, reason_code: int, properties: Properties | None) -> None:
+        """Raise if a DISCONNECT with these arguments would be refused.
+
+        A failed connection still takes it: disconnecting is how the application gives up.
+        """
+        self._state.check_disconnect(reason_code, properties or NO_PROPERTIES)
+
+    def has_ended(self) -> bool:
+        """True once the session has ended for good (closed, or every handle released)."""
+        return self._refusal(False) is not None
+
+    def check_ack(self, packet_id: int, reason_code: int) -> None:
+        """Raise if acknowledging ``packet_id`` would be refused."""
+        self.check_open(waits_for_answer=False)
+        self._state.check_ack(packet_id, reason_code)
+
+    def check_reauthenticate(self) -> None:
+        """Raise if a re-authentication cannot start now."""
+        self.check_open()
+        self._state.check_reauthenticate()
+
+    # ------------------------------------------------------------------ publishes
+    def _has_room(self) -> bool:
+        return self._state.waiting_count < self._inflight and self._writer.has_room
+
+    async def submit(self, request: PublishRequest) -> None:
+        """Admit a publish, waiting (cancellably, in FIFO order) while admission is full."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self.check_publish(request)
+        if not self._parked and self._has_room():
+            self._admit(request)
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return
+        while True:
+            # waiting for room that only a connection can make: refused while failed
+            self.check_open()
+            await self._parked.park()
+            try:
+                self.check_publish(request)
+            except BaseException:
+                self.room_changed()  # the next in line may still be admitted
+                raise
+            if self._has_room():
+                self._admit(request)
+                self.room_changed()  # room may remain for the next in line
+                return
+
+    def submit_nowait(self, request: PublishRequest) -> None:
+        """Admit a publish now or raise :class:`trio.WouldBlock`."""
+        self.check_publish(request)
+        if self._parked or not self._has_room():
+            raise trio.WouldBlock
+        self._admit(request)
+
+    def _admit(self, request: PublishRequest) -> None:
+        tracker = request.tracker
+        if tracker is not None:
+            self._router.track(tracker)
+        try:
+            self._state.publish(
+                request.topic,
+                request.payload,
+                request.qos,
+                request.retain,
+                request.properties,
+                tag=tracker,
+                now=trio.current_time(),
+            )
+        except BaseException:
+            if tracker is not None:
+                self._router.untrack(tracker)
+            raise
+        self._writer.admitted()
+        self._collect()
+        self._writer.wake()
+
+    def room_changed(self) -> None:
+        """The window or the writer may have room again: let parked publishers in."""
+        if self._parked and self._has_room():
+            self._parked.unpark()
+
+    def refuse_waiting(self) -> None:
+        """The phase changed: wake every parked publisher, to be admitted or refused."""
+        self._parked.unpark_all()
+
+    @property
+    def parked(self) -> int:
+        """Publishers waiting for admission."""
+        return len(self._parked)
