@@ -126,6 +126,7 @@ def _run_block(block: dict[str, Any], namespace: dict[str, Any], timeout: float)
         (block.get("check") or "", f"<check for {name}>"),
     ]
     error = None
+    grouped = False
     real_stdout = sys.stdout
     sys.stdout = capture
     try:
@@ -135,10 +136,17 @@ def _run_block(block: dict[str, Any], namespace: dict[str, Any], timeout: float)
     except BaseException as exc:  # reported to the test, whatever it is
         if not (capture.stopped and _only_stops(exc)):
             error = "".join(traceback.format_exception(exc))
+        grouped = isinstance(exc, BaseExceptionGroup)
     finally:
         sys.stdout = real_stdout
         capture.finish()
-    return {"name": name, "error": error, "lines": capture.lines, "stopped": capture.stopped}
+    return {
+        "name": name,
+        "error": error,
+        "lines": capture.lines,
+        "stopped": capture.stopped,
+        "grouped": grouped,  # the stop came out wrapped in an exception group
+    }
 
 
 def main(argv: list[str]) -> int:

@@ -1,5 +1,9 @@
 """Every Python code block in docs/*.rst runs, against private mosquitto brokers.
 
+That is every ``.. code-block:: python``, every ``::`` literal block that parses as Python
+(Sphinx highlights those as Python), and the same in the docstrings that the pages' autodoc
+directives render (an ``Example::`` in the reference).
+
 The blocks of one page run in order, in one namespace, in a fresh interpreter
 (``tests/docs_runner.py``, whose docstring describes how), so that later blocks can use what
 earlier ones made, as a reader pasting them would. The docs address the broker as a reader's
@@ -18,6 +22,9 @@ not run at all is listed in :data:`NOT_RUN` with the reason. A new block in the 
 from __future__ import annotations
 
 import ast
+import importlib
+import inspect
+import itertools
 import json
 import os
 import re
@@ -25,7 +32,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +52,10 @@ PAGE_TIMEOUT = 40.0  # seconds for a page's interpreter (subprocess timeout)
 _DIRECTIVE = re.compile(r"^(?P<indent> *)\.\. code-block:: *(?P<language>\S+) *$")
 _OPTION = re.compile(r"^ *:[\w-]+:.*$")
 _PYTHON = {"python", "python3", "py"}
+_AUTODOC = re.compile(
+    r"^ *\.\. auto(function|class|exception|method|data|attribute|module):: *(?P<name>[\w.]+)"
+)
+_CURRENT_MODULE = re.compile(r"^ *\.\. (currentmodule|module):: *(?P<name>[\w.]+) *$")
 
 
 # ----------------------------------------------------------------------------- finding blocks
@@ -52,15 +63,17 @@ _PYTHON = {"python", "python3", "py"}
 
 @dataclass(frozen=True)
 class Block:
-    """One Python code block of a docs page."""
+    """One Python code block of a docs page (or of a docstring the page renders)."""
 
     page: str
-    line: int  # 1-based line of its directive (or of the paragraph ending in ``::``)
+    line: int  # 1-based line of its directive, ``::`` paragraph or autodoc directive
     code: str
+    docstring_of: str = ""  # the object whose docstring holds it, for autodoc examples
 
     @property
     def name(self) -> str:
-        return f"{self.page}:{self.line}"
+        where = f"{self.page}:{self.line}"
+        return f"{where}({self.docstring_of})" if self.docstring_of else where
 
 
 def _indent(line: str) -> int:
@@ -92,29 +105,85 @@ def _is_python(text: str) -> bool:
     return True
 
 
-def python_blocks(path: Path) -> list[Block]:
-    """The page's ``.. code-block:: python`` blocks, and its ``::`` literal blocks that parse as
-    Python (Sphinx highlights a literal block as Python when it parses), in page order."""
-    lines = path.read_text(encoding="utf-8").splitlines()
-    blocks: list[Block] = []
+def _code_blocks(lines: list[str]) -> Iterator[tuple[int, str]]:
+    """(0-based line, code) of each ``.. code-block:: python`` and of each ``::`` literal
+    block that parses as Python (Sphinx highlights a literal block as Python when it
+    parses) in these reST lines."""
     index = 0
     while index < len(lines):
         line = lines[index]
         directive = _DIRECTIVE.match(line)
-        literal = line.rstrip().endswith("::") and not line.lstrip().startswith("..")
         if directive:
             code, end = _body(lines, index + 1, len(directive["indent"]))
             if directive["language"] in _PYTHON:
-                blocks.append(Block(path.name, index + 1, code))
+                yield index, code
             index = end
-        elif literal:
+        elif line.rstrip().endswith("::") and not line.lstrip().startswith(".."):
             code, end = _body(lines, index + 1, _indent(line))
             if code.strip() and _is_python(code):
-                blocks.append(Block(path.name, index + 1, code))
+                yield index, code
             index = max(end, index + 1)
         else:
             index += 1
-    return blocks
+
+
+def _resolve(name: str, module: str | None) -> Any:
+    """The object an autodoc directive names, as Sphinx finds it (relative to the current
+    module first)."""
+    for candidate in ([f"{module}.{name}"] if module else []) + [name]:
+        parts = candidate.split(".")
+        for split in range(len(parts), 0, -1):
+            try:
+                found: Any = importlib.import_module(".".join(parts[:split]))
+            except ImportError:
+                continue
+            try:
+                for attribute in parts[split:]:
+                    found = getattr(found, attribute)
+            except AttributeError:
+                break
+            return found
+    raise LookupError(f"autodoc names {name!r}, which cannot be imported")
+
+
+def _rendered_docstrings(lines: list[str]) -> Iterator[tuple[int, str, str]]:
+    """(0-based line, name, docstring) of each docstring the page's autodoc directives
+    render: the object's own, and those of the members its ``:members:`` option lists (all
+    public ones for a bare ``:members:``)."""
+    module: str | None = None
+    for index, line in enumerate(lines):
+        current = _CURRENT_MODULE.match(line)
+        if current:
+            module = current["name"]
+            continue
+        directive = _AUTODOC.match(line)
+        if not directive:
+            continue
+        found = _resolve(directive["name"], module)
+        yield index, directive["name"], inspect.getdoc(found) or ""
+        options = itertools.takewhile(lambda option: _OPTION.match(option), lines[index + 1 :])
+        for option in options:
+            if not option.strip().startswith(":members:"):
+                continue
+            members = [m.strip() for m in option.split(":members:")[1].split(",") if m.strip()]
+            if not members and inspect.ismodule(found):
+                members = list(getattr(found, "__all__", ()))
+            elif not members:
+                members = [member for member in vars(found) if not member.startswith("_")]
+            for member in members:
+                doc = inspect.getdoc(getattr(found, member, None)) or ""
+                yield index, f"{directive['name']}.{member}", doc
+
+
+def python_blocks(path: Path) -> list[Block]:
+    """The page's Python blocks, and those in the docstrings it renders, in page order."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    blocks = [Block(path.name, index + 1, code) for index, code in _code_blocks(lines)]
+    for index, name, doc in _rendered_docstrings(lines):
+        blocks += [
+            Block(path.name, index + 1, code, name) for _, code in _code_blocks(doc.splitlines())
+        ]
+    return sorted(blocks, key=lambda block: block.line)
 
 
 PAGES = sorted(DOCS.glob("*.rst"))
@@ -141,6 +210,10 @@ class Expect:
         around: for a fragment that the page's prose places inside an open connection (it
             uses ``conn`` or ``client``): code with a line ``BLOCK`` where the block goes,
             unchanged but indented to that line's depth.
+        stop_grouped: the stop reaches the runner inside an exception group, because it
+            passes through a nursery of the block's own. Otherwise it must arrive as it was
+            raised: ``open_mqtt_connection`` and the sync API let the reader's exceptions
+            through unchanged.
     """
 
     anchor: str
@@ -149,6 +222,7 @@ class Expect:
     given: str = ""
     check: str = ""
     around: str = ""
+    stop_grouped: bool = False
 
     def __post_init__(self) -> None:
         if self.lines is None and not self.check and self.stop_at is None:
@@ -260,6 +334,11 @@ EXPECTED: dict[str, Page] = {
                 "Socks5Proxy(",
                 check="assert transport.remote_dns and transport.port == 1080",
             ),
+            Expect(
+                'proxy_from_url("socks5h://',
+                given="from trio_mqtt import proxy_from_url  # the module this reference is of",
+                check="assert isinstance(transport, Socks5Proxy) and transport.remote_dns",
+            ),
         ),
     ),
     "events.rst": Page(
@@ -307,6 +386,7 @@ EXPECTED: dict[str, Page] = {
                     "reconnected",
                 ),
                 stop_at="reconnected",
+                stop_grouped=True,  # open_fault_proxy's nursery groups what leaves its block
             ),
         ),
     ),
@@ -456,6 +536,26 @@ EXPECTED: dict[str, Page] = {
                         BLOCK
                 """,
                 stop_at=r"Incoming\(packet=ConnAck\(.*",
+            ),
+            Expect(
+                'trio_mqtt.sync.connect("mqtt://localhost/?client_id=demo")',
+                lines=("hello/world b'hi'",),
+            ),
+        )
+    ),
+    "reference.rst": Page(
+        blocks=(
+            Expect(
+                "open_fault_proxy(broker.host, broker.port)",
+                given="""
+                    from trio_mqtt import MqttOptions  # the names of the modules documented
+                    from trio_mqtt.testing import MosquittoBroker, open_fault_proxy
+                """,
+                around="""
+                    with MosquittoBroker() as broker:
+                        BLOCK
+                """,
+                check="assert (options.host, options.port) == (proxy.host, proxy.port)",
             ),
         )
     ),
@@ -681,6 +781,7 @@ def test_block_runs(
     assert expect is not None
     if expect.stop_at is not None:
         assert outcome["stopped"], f"never printed {expect.stop_at!r}: {outcome['lines']}"
+        assert outcome["grouped"] == expect.stop_grouped
     if expect.lines is not None:
         lines = outcome["lines"]
         assert len(lines) == len(expect.lines), lines
