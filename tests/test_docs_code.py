@@ -790,3 +790,34 @@ def test_block_runs(
     if block == _run_blocks(block.page)[-1]:  # the page's interpreter ended well
         assert run.returncode == 0, run.stderr
         assert run.stderr == ""
+
+
+def test_the_runner_stops_endless_blocks_and_reports_broken_ones(tmp_path: Path) -> None:
+    # The runner itself, on blocks made for it: a loop that never ends on its own is stopped
+    # at its line, a block that fails is reported with its traceback, and nothing after it
+    # runs (later blocks may depend on it).
+    blocks = [
+        {"name": "endless", "code": "n = 0\nwhile True:\n    n += 1\n    print(n)\n"},
+        {"name": "awaits", "code": "import trio\nawait trio.sleep(0)\nprint('n was', n)\n"},
+        {"name": "broken", "code": "print(undefined_name)\n"},
+        {"name": "after", "code": "print('never')\n"},
+    ]
+    blocks[0]["stop_at"] = "3"
+    job = {"blocks": blocks, "addresses": {}, "block_timeout": 5, "page_timeout": 20}
+    (tmp_path / "job.json").write_text(json.dumps(job), encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, str(RUNNER), str(tmp_path / "job.json"), str(tmp_path / "out.json")],
+        capture_output=True,
+        text=True,
+        timeout=PAGE_TIMEOUT,
+        check=False,
+        env={**os.environ, "PYTHONPATH": PACKAGE_ROOT},
+    )
+    assert result.returncode == 1, result.stderr
+    outcomes = json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
+    assert [o["name"] for o in outcomes] == ["endless", "awaits", "broken"]
+    assert outcomes[0]["lines"] == ["1", "2", "3"]
+    assert outcomes[0]["stopped"]
+    assert outcomes[0]["error"] is None
+    assert outcomes[1]["lines"] == ["n was 3"]
+    assert "NameError: name 'undefined_name'" in outcomes[2]["error"]
