@@ -157,7 +157,12 @@ class EventBuffer(_Buffer[object]):
 
     @property
     def full(self) -> bool:
-        """True when the reader should pause until the application reads messages."""
+        """True when the reader should pause until the application reads messages.
+
+        Never with ``drop_unread`` before the first read: the oldest messages make room.
+        """
+        if self._drop_unread and not self.consuming:
+            return False
         return self.unread_messages >= self.capacity
 
     def _taken(self, item: object) -> None:
