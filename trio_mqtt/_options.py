@@ -19,6 +19,7 @@ from ._core._packets import Properties, ProtocolVersion, Will
 from ._core._topics import validate_topic
 from ._store import SessionStore
 from ._transports import TcpTransport, Transport
+from ._url import explain_option_error, url_fields
 
 __all__ = ["MqttOptions", "ReconnectPolicy"]
 
@@ -308,12 +309,25 @@ class MqttOptions:
     def from_url(cls, url: str, **overrides: Any) -> MqttOptions:
         """Options from a URL such as ``mqtts://user:pass@host:8883/?client_id=x``.
 
-        Keyword arguments override what the URL says. See :doc:`/connecting` for the schemes
-        and query keys.
-        """
-        from ._url import options_from_url
+        Keyword arguments override what the URL says (for example ``transport=`` for a
+        custom TLS context, or ``will=``). See :doc:`/connecting` for the schemes and query
+        keys.
 
-        return options_from_url(url, **overrides)
+        Raises:
+            InvalidOptionError: unknown scheme or query key, repeated key, bad value, or
+                options that are invalid together; the message names the culprit.
+        """
+        for name in overrides:
+            if name not in cls.__dataclass_fields__:
+                raise InvalidOptionError(f"unknown option {name!r}")
+        fields = url_fields(url, overrides)
+        try:
+            return cls(**fields)
+        except InvalidOptionError as exc:
+            explained = explain_option_error(exc, url, overrides)
+            if explained is None:
+                raise
+            raise explained from None
 
     def replace(self, **changes: Any) -> MqttOptions:
         """A copy with some options changed (validated again)."""

@@ -22,7 +22,6 @@ from urllib.parse import SplitResult, unquote, urlsplit
 
 from ._core._errors import InvalidOptionError
 from ._core._packets import ProtocolVersion
-from ._options import MqttOptions
 from ._transports import (
     HttpProxy,
     Socks5Proxy,
@@ -34,7 +33,7 @@ from ._transports import (
     WebSocketTransport,
 )
 
-__all__ = ["QUERY_KEYS", "options_from_url", "proxy_from_url"]
+__all__ = ["QUERY_KEYS", "explain_option_error", "proxy_from_url", "url_fields"]
 
 _SCHEMES: dict[str, tuple[str, int]] = {
     "mqtt": ("tcp", 1883),
@@ -234,8 +233,8 @@ def proxy_from_url(url: str, inner: StreamLayer | None = None) -> HttpProxy | So
     return HttpProxy(host, port, inner=inner, username=username, password=password, tls=tls)
 
 
-def options_from_url(url: str, **overrides: Any) -> MqttOptions:
-    """Build ``MqttOptions`` from a connection URL.
+def url_fields(url: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The ``MqttOptions`` fields a connection URL sets (``MqttOptions.from_url`` builds them).
 
     Schemes and default ports: ``mqtt``/``tcp`` (1883), ``mqtts``/``ssl`` (TLS, 8883), ``ws``
     (80) and ``wss`` (443) whose path becomes the WebSocket path, and ``unix`` whose path is the
@@ -256,15 +255,11 @@ def options_from_url(url: str, **overrides: Any) -> MqttOptions:
             ``transport=`` to use a custom TLS context, or ``will=``).
 
     Returns:
-        The validated options.
+        The keyword arguments for ``MqttOptions``, overrides applied.
 
     Raises:
-        InvalidOptionError: unknown scheme or query key, repeated key, bad value, or options
-            that are invalid together; the message names the culprit.
-
-    Example::
-
-        options = options_from_url("mqtts://user:pass@broker:8883/?client_id=x&keep_alive_secs=5")
+        InvalidOptionError: unknown scheme or query key, repeated key or bad value; the
+            message names the culprit.
     """
     if not isinstance(url, str):
         raise InvalidOptionError("the URL must be a string")
@@ -303,21 +298,22 @@ def options_from_url(url: str, **overrides: Any) -> MqttOptions:
             f"the URL's transport settings ({ignored}) would be ignored because transport= is "
             "given; put them in the transport instead"
         )
-    fields = MqttOptions.__dataclass_fields__
-    for name in overrides:
-        if name not in fields:
-            raise InvalidOptionError(f"unknown option {name!r}")
     options.update(overrides)
-    try:
-        return MqttOptions(**options)
-    except InvalidOptionError as exc:
-        # MqttOptions names its own field; say which query key set it, if one did.
-        keys = [
-            f"{key!r}"
-            for key, spec in QUERY_KEYS.items()
-            if spec.option in str(exc) and f"{key}=" in parts.query and spec.option not in overrides
-        ]
-        if not keys:
-            raise
-        label = "query key" if len(keys) == 1 else "query keys"
-        raise InvalidOptionError(f"{exc} (from {label} {', '.join(keys)})") from None
+    return options
+
+
+def explain_option_error(
+    error: InvalidOptionError, url: str, overrides: dict[str, Any]
+) -> InvalidOptionError | None:
+    """``error`` (raised by ``MqttOptions`` for a field) naming the query key that set the
+    field, or None when no query key did."""
+    query = urlsplit(url).query
+    keys = [
+        f"{key!r}"
+        for key, spec in QUERY_KEYS.items()
+        if spec.option in str(error) and f"{key}=" in query and spec.option not in overrides
+    ]
+    if not keys:
+        return None
+    label = "query key" if len(keys) == 1 else "query keys"
+    return InvalidOptionError(f"{error} (from {label} {', '.join(keys)})")

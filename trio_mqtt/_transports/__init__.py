@@ -16,10 +16,8 @@ from ._socks import Socks5Proxy as Socks5Proxy
 from ._tcp import TcpTransport as TcpTransport
 from ._tls import TlsTransport as TlsTransport
 from ._unix import UnixSocketTransport as UnixSocketTransport
-from ._websocket import (
-    WebSocketRequest as WebSocketRequest,
-    WebSocketTransport as WebSocketTransport,
-)
+from ._websocket import WebSocketTransport as WebSocketTransport
+from ._websocket_request import WebSocketRequest as WebSocketRequest
 
 __all__ = [
     "CertificateVerificationError",

@@ -25,39 +25,9 @@ import trio
 from .._core._errors import InvalidOptionError
 from ._tcp import TcpTransport
 from ._tls import TlsTransport
+from ._websocket_request import WebSocketRequest
 
 __all__ = ["WebSocketRequest", "WebSocketTransport"]
-
-
-@dataclass(frozen=True, slots=True)
-class WebSocketRequest:
-    """The opening HTTP request of a WebSocket connection, as a request modifier sees it.
-
-    Attributes:
-        host: the broker host we connect to.
-        port: the broker port.
-        secure: ``True`` for WSS.
-        path: the request target (path and optional query), e.g. ``"/mqtt?token=..."``.
-        headers: extra request headers as ``(name, value)`` pairs.
-    """
-
-    host: str
-    port: int
-    secure: bool
-    path: str
-    headers: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def host_header(self) -> str:
-        """The ``Host`` header value: the host, plus the port when it is not the default."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        default = 443 if self.secure else 80
-        return host if self.port == default else f"{host}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        """The full ``ws://`` or ``wss://`` URL of the request (handy for URL signing)."""
-        return f"{'wss' if self.secure else 'ws'}://{self.host_header}{self.path}"
 
 
 RequestModifier = Callable[[WebSocketRequest], Awaitable[WebSocketRequest]]

@@ -31,7 +31,7 @@ from wsproto.utilities import (
 from .._core._errors import RemoteProtocolError, TransportError
 from .._core._reason_codes import ReasonCode
 from ._errors import WebSocketError, translate_stream_error
-from ._websocket import WebSocketRequest
+from ._websocket_request import WebSocketRequest
 
 __all__ = ["WebSocketStream", "handshake"]
 
