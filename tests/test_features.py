@@ -278,3 +278,22 @@ async def test_v5_receive_maximum_from_broker_limits_window(mosquitto_factory: o
                 await c.client.publish("rm/t", str(i), qos=1)
             payloads = [(await next_message(c)).payload for _ in range(20)]
     assert payloads == [str(i).encode() for i in range(20)]
+
+
+def test_topic_matches_is_public_and_checks_its_arguments() -> None:
+    import pytest
+
+    from trio_mqtt import InvalidTopicError, Publish, topic_matches
+
+    assert topic_matches("a/b/c", "a/+/c")
+    assert topic_matches("a", "a/#")
+    assert not topic_matches("$SYS/x", "#")
+    assert topic_matches("a/b", "$share/g/a/+")
+    assert Publish("a/b").matches("a/#")
+    assert not Publish("a/b").matches("a")
+    with pytest.raises(InvalidTopicError):
+        topic_matches("a/+", "a/+")
+    with pytest.raises(InvalidTopicError):
+        topic_matches("a/b", "a/#/b")
+    with pytest.raises(TypeError):
+        topic_matches(b"a", "a")  # type: ignore[arg-type]

@@ -76,6 +76,7 @@ EXPECTED = {
     "Will",
     "open_mqtt_connection",
     "proxy_from_url",
+    "topic_matches",
 }
 
 

@@ -53,6 +53,7 @@ from ._core._reason_codes import (
     ConnectReturnCode as ConnectReturnCode,
     ReasonCode as ReasonCode,
 )
+from ._core._topics import topic_matches as topic_matches
 from ._dispatch import MessageStream as MessageStream
 from ._options import MqttOptions as MqttOptions, ReconnectPolicy as ReconnectPolicy
 from ._requests import (
@@ -151,4 +152,5 @@ __all__ = [
     "Will",
     "open_mqtt_connection",
     "proxy_from_url",
+    "topic_matches",
 ]

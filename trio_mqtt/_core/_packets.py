@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import TypeAlias
 
+from ._topics import topic_matches as _topic_matches
+
 __all__ = [
     "NO_PROPERTIES",
     "Auth",
@@ -199,6 +201,14 @@ class Publish:
     dup: bool = False
     packet_id: int = 0
     properties: Properties = NO_PROPERTIES
+
+    def matches(self, topic_filter: str) -> bool:
+        """Whether this message's topic matches ``topic_filter`` (see ``topic_matches``).
+
+        Raises:
+            InvalidTopicError: ``topic_filter`` is not a valid topic filter.
+        """
+        return _topic_matches(self.topic, topic_filter)
 
 
 @dataclass(frozen=True, slots=True)

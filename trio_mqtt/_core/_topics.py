@@ -34,6 +34,7 @@ __all__ = [
     "has_wildcards",
     "matches",
     "parse_shared",
+    "topic_matches",
     "valid_filter",
     "valid_topic",
     "validate_filter",
@@ -238,6 +239,28 @@ def matches(topic: str, topic_filter: str) -> bool:
       (MQTT-4.7.2-1).
     * A shared filter ``$share/group/f`` matches exactly what ``f`` matches.
     """
+    return _compile(topic_filter)(topic)
+
+
+def topic_matches(topic: str, topic_filter: str) -> bool:
+    """Whether the topic name ``topic`` matches the topic filter ``topic_filter``.
+
+    The public matcher (``trio_mqtt.topic_matches``): the rules of ``sansio.matches`` (``+`` one
+    level, ``#`` the rest including the parent, no wildcard match for ``$`` topics, shared
+    filters match like their inner filter), after checking both arguments.
+
+    Raises:
+        InvalidTopicError: ``topic`` is not a valid topic name (it has a wildcard, say) or
+            ``topic_filter`` not a valid filter (``a/#/b``, ``a+``).
+        TypeError: an argument is not a ``str``.
+    """
+    if not isinstance(topic, str) or not isinstance(topic_filter, str):
+        raise TypeError(
+            f"topic_matches() takes two str, got {type(topic).__name__} and "
+            f"{type(topic_filter).__name__}"
+        )
+    validate_topic(topic)
+    validate_filter(topic_filter)
     return _compile(topic_filter)(topic)
 
 
