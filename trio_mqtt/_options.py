@@ -24,7 +24,12 @@ from ._url import explain_option_error, url_fields
 __all__ = ["MqttOptions", "ReconnectPolicy"]
 
 MAX_PACKET_SIZE = 268_435_460  # 1 + 4 bytes of fixed header + 268,435,455
-DEFAULT_MAX_PACKET_SIZE = 1024 * 1024
+#: Incoming packets are bounded by default: a broker (or an attacker in its place) cannot make
+#: us buffer more than this for one packet.
+DEFAULT_MAX_INCOMING_PACKET_SIZE = 1024 * 1024
+#: Outgoing packets are not: MQTT 3.1.1 gives no way to learn the broker's limit, and an MQTT 5
+#: broker announces its own in CONNACK, which lowers this.
+DEFAULT_MAX_OUTGOING_PACKET_SIZE = MAX_PACKET_SIZE
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,9 +167,12 @@ class MqttOptions:
             may queue in the client channel before callers block. Publishes do not use the
             channel: they wait for the outgoing window (at most ``inflight`` wait for it).
         max_incoming_packet_size: largest packet accepted from the broker (bytes); larger ones
-            end the connection with a protocol error. Default 1 MiB.
+            end the connection with a protocol error. Default 1 MiB (advertised to an MQTT 5
+            broker as our Maximum Packet Size).
         max_outgoing_packet_size: largest packet we send; publishing something bigger raises
-            :class:`PacketTooLargeError` at once. Default 1 MiB.
+            :class:`PacketTooLargeError` at once. Default: the protocol's maximum (256 MiB),
+            since MQTT 3.1.1 brokers do not say theirs; an MQTT 5 broker's Maximum Packet Size
+            lowers it.
         connect_timeout: seconds allowed for opening the transport and receiving CONNACK.
         manual_acks: the application acknowledges incoming QoS 1/2 publishes with
             :meth:`Client.ack`.
@@ -202,8 +210,8 @@ class MqttOptions:
     protocol_version: ProtocolVersion = ProtocolVersion.V311
     inflight: int = 100
     request_capacity: int = 10
-    max_incoming_packet_size: int = DEFAULT_MAX_PACKET_SIZE
-    max_outgoing_packet_size: int = DEFAULT_MAX_PACKET_SIZE
+    max_incoming_packet_size: int = DEFAULT_MAX_INCOMING_PACKET_SIZE
+    max_outgoing_packet_size: int = DEFAULT_MAX_OUTGOING_PACKET_SIZE
     connect_timeout: float = 5.0
     manual_acks: bool = False
     session_expiry_interval: int | None = None

@@ -171,7 +171,8 @@ def _check_first(first: int, flags_table: tuple[int, ...], version: int) -> None
 
 def _too_large(total: int, limit: int) -> MalformedPacketError:
     return fail(
-        f"packet of {total} bytes exceeds the maximum packet size of {limit} bytes",
+        f"packet of {total} bytes exceeds the maximum packet size of {limit} bytes "
+        "(max_incoming_packet_size raises it)",
         "remaining length",
         1,
         ReasonCode.PACKET_TOO_LARGE,

@@ -79,7 +79,7 @@ class SessionConfig:
     inflight: int = 100
     receive_maximum: int = 65535
     max_incoming_packet_size: int = 1024 * 1024
-    max_outgoing_packet_size: int = 1024 * 1024
+    max_outgoing_packet_size: int = 268_435_460  # the protocol's maximum
     topic_alias_maximum: int = 0
     outgoing_topic_aliases: bool = False
     manual_acks: bool = False

@@ -108,7 +108,11 @@ class PacketTooLargeError(LocalProtocolError):
     reason_code = ReasonCode.PACKET_TOO_LARGE
 
     def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"packet of {size} bytes exceeds the maximum packet size of {limit} bytes")
+        super().__init__(
+            f"packet of {size} bytes exceeds the maximum packet size of {limit} bytes "
+            "(max_outgoing_packet_size raises ours; an MQTT 5 broker's Maximum Packet Size "
+            "cannot be raised from here)"
+        )
         self.size = size
         self.limit = limit
 
