@@ -13,7 +13,7 @@ nox.options.reuse_existing_virtualenvs = True
 
 MOSQUITTO_HINT = (
     "mosquitto (the MQTT broker the tests run against) is not installed.\n"
-    "Install it with:  sudo apt-get install -y mosquitto   (Debian/Ubuntu)\n"
+    "Install it with:  sudo apt-get install -y mosquitto mosquitto-clients   (Debian/Ubuntu)\n"
     "             or:  brew install mosquitto              (macOS)"
 )
 
@@ -31,19 +31,23 @@ def find_mosquitto() -> str | None:
 
 
 def ensure_mosquitto(session: nox.Session, *, required: bool = True) -> None:
-    """Install mosquitto with apt when it is missing and we are root; otherwise explain.
+    """Install mosquitto (and mosquitto-clients) with apt when missing and we are root.
 
-    With ``required=False`` (the demo, which can also use a broker already answering on
-    localhost:1883) a missing mosquitto is left for the command itself to report.
+    mosquitto_sub/mosquitto_pub (mosquitto-clients) are what the CLI is tested side by side
+    with; without them those tests are skipped. With ``required=False`` (the demo, which can
+    also use a broker already answering on localhost:1883) a missing mosquitto is left for the
+    command itself to report.
     """
-    if find_mosquitto():
+    clients = shutil.which("mosquitto_sub") is not None
+    if find_mosquitto() and clients:
         return
     if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
         session.run("apt-get", "update", "-qq", external=True)
-        session.run("apt-get", "install", "-y", "-qq", "mosquitto", external=True)
+        packages = ["mosquitto", "mosquitto-clients"]
+        session.run("apt-get", "install", "-y", "-qq", *packages, external=True)
         if find_mosquitto():
             return
-    if required:
+    if required and not find_mosquitto():
         session.error(MOSQUITTO_HINT)
 
 

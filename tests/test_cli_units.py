@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -320,3 +321,106 @@ def test_the_cli_uses_only_the_public_api() -> None:
             elif isinstance(node, ast.Import):
                 for alias in node.names:
                     assert not alias.name.startswith("trio_mqtt"), f"{path.name}: {alias.name}"
+
+
+# ------------------------------------------------------------------ mosquitto compatibility
+
+
+@pytest.mark.parametrize(
+    ("fmt", "message"),
+    [
+        ("%", "Incomplete format specifier."),
+        ("a%-", "Incomplete format specifier."),
+        ("%5.", "Incomplete format specifier."),
+        ("%i", "Invalid format specifier 'i'."),
+        ("%z", "Invalid format specifier 'z'."),
+        ("@", "Incomplete format specifier."),
+        ("x\\", "Incomplete escape specifier."),
+        ("\\q", "Invalid escape specifier 'q'."),
+    ],
+)
+def test_format_errors_use_mosquittos_wording(fmt: str, message: str) -> None:
+    from trio_mqtt._cli._format import FormatError, compile_format
+
+    with pytest.raises(FormatError, match=re.escape(message)):
+        compile_format(fmt)
+
+
+def test_format_renders_without_a_broker() -> None:
+    from trio_mqtt import Properties, Publish
+    from trio_mqtt._cli._format import compile_format
+
+    message = Publish(
+        "a/b", b"hi\x00there", 1, True, packet_id=7, properties=Properties(content_type="t")
+    )
+    text, error = compile_format("%t|%p|%l|%m|%r|%q|%C|%x|%j").render(message)
+    assert error is None
+    head, _, record = text.partition(b"|{")
+    assert head == b"a/b|hi\x00there|8|7|1|1|t|6869007468657265"
+    assert record.endswith(b'"mid":7,"properties":{"content-type":"t"},"payload":"hi"}')
+    text, error = compile_format("[%J]").render(message)
+    assert (text, error) == (b"[]", "Error: Message payload is not valid JSON on topic a/b.")
+
+
+def test_random_filter_prints_about_the_given_share(monkeypatch) -> None:
+    import random
+
+    from trio_mqtt import Publish
+    from trio_mqtt._cli import _sub
+
+    written: list[bytes] = []
+    console = _sub.Console()
+    monkeypatch.setattr(console, "write_bytes", written.append)
+    args = build_parser().parse_args(["sub", "-t", "x", "--random-filter", "25"])
+    printer = _sub._Printer(args, console)
+    random.seed(1)
+    for _ in range(4000):
+        printer.print(Publish("x", b"m"))
+    assert 800 < len(written) < 1200
+
+
+def test_property_arguments_are_joined_even_when_a_value_starts_with_a_dash() -> None:
+    from trio_mqtt._cli._properties import join_property_arguments
+
+    argv = ["-m-D", "-D", "publish", "user-property", "k", "-v", "-t", "x", "--", "-D"]
+    joined = join_property_arguments(argv)
+    assert joined == [
+        "-m-D",
+        "--property=publish\x00user-property\x00k\x00-v",
+        "-t",
+        "x",
+        "--",
+        "-D",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "wording"),
+    [
+        (["-D", "connect", "content-type", "x"], "not allowed for connect"),
+        (["-D", "puback", "user-property", "a", "b"], "not supported for puback"),
+        (["-D", "bogus", "user-property", "k", "v"], "invalid command"),
+        (["-D", "connect", "bogus", "1"], "invalid property name"),
+        (["-D", "connect", "receive-maximum", "70000"], "out of range"),
+        (["-D", "subscribe", "user-property", "a"], "takes a name and a value"),
+        (["-V", "311", "-D", "connect", "receive-maximum", "5"], "cannot be used with -V 311"),
+        (["-c"], "-c (keep the session) needs a client id"),
+        (["-V", "5", "-c"], "never expires"),
+        (["-x", "5"], "-x (session expiry) needs MQTT 5"),
+        (["-i", "a", "-I", "b"], "not allowed with argument"),
+    ],
+)
+def test_mosquitto_option_mistakes_exit_2(capsys, argv: list[str], wording: str) -> None:
+    from trio_mqtt._cli import main
+
+    assert main(["sub", "-p", "1", "-t", "x", *argv]) == 2
+    assert wording in capsys.readouterr().err
+
+
+def test_url_topic_split() -> None:
+    from trio_mqtt._cli._connect import url_topic
+
+    assert url_topic("mqtt://h:1/a/#") == ("mqtt://h:1/", "a/#")
+    assert url_topic("mqtts://u:p@h/a/b?client_id=x") == ("mqtts://u:p@h/?client_id=x", "a/b")
+    assert url_topic("mqtt://h:1/") == ("mqtt://h:1/", None)
+    assert url_topic("ws://h/mqtt") == ("ws://h/mqtt", None)

@@ -52,6 +52,12 @@ from ._core._packets import (
     Unsubscribe as Unsubscribe,
     Will as Will,
 )
+from ._core._properties import (
+    PROPERTY_TABLE as PROPERTY_TABLE,
+    WILL as WILL,
+    PropertyInfo as PropertyInfo,
+    WireType as WireType,
+)
 from ._core._state import (
     ClientState as ClientState,
     ConnectionState as ConnectionState,
@@ -72,6 +78,8 @@ from ._store._base import ChangeKind as ChangeKind, SessionChange as SessionChan
 
 __all__ = [
     "NO_PROPERTIES",
+    "PROPERTY_TABLE",
+    "WILL",
     "Auth",
     "Authenticator",
     "ChangeKind",
@@ -90,6 +98,7 @@ __all__ = [
     "PingReq",
     "PingResp",
     "Properties",
+    "PropertyInfo",
     "ProtocolVersion",
     "PubAck",
     "PubComp",
@@ -115,6 +124,7 @@ __all__ = [
     "Unsubscribe",
     "UnsubscribeDone",
     "Will",
+    "WireType",
     "decode_packet",
     "encode",
     "encoded_size",

@@ -27,6 +27,7 @@ from ._connect import add_connection_arguments
 from ._demo import add_demo_parser, run_demo
 from ._exit import EXIT_CODES_HELP, CliError, ExitCode, _leaf, classify
 from ._output import Console
+from ._properties import join_property_arguments
 from ._pub import add_pub_parser, run_pub
 from ._sub import add_sub_parser, run_sub
 
@@ -166,14 +167,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     console = Console()
     parser = build_parser()
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments and ("-D" in arguments or "--property" in arguments):
+        arguments = join_property_arguments(arguments)
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(arguments)
     except CliError as exc:
-        console.err(f"{exc.message}")
+        if "--quiet" not in arguments:
+            console.err(f"{exc.message}")
         return exc.code
     except SystemExit as exc:  # --help and --version
         return int(exc.code) if isinstance(exc.code, int) else int(ExitCode.USAGE)
     debug = bool(getattr(args, "debug", False))
+    if getattr(args, "quiet", False):
+        console.quiet = True
     handler: Command = args.handler
     try:
         with _library_logging(debug, console):

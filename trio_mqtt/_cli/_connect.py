@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import os
 import secrets
+import ssl
 from typing import cast
 from urllib.parse import parse_qsl, urlsplit
 
@@ -29,17 +30,28 @@ from trio_mqtt import (
     TcpTransport,
     TlsTransport,
     Transport,
+    UnixSocketTransport,
     WebSocketTransport,
     Will,
     proxy_from_url,
 )
 
-__all__ = ["add_connection_arguments", "default_client_id", "options_from_args"]
+from ._properties import PropertySet, property_argument
+
+__all__ = ["add_connection_arguments", "default_client_id", "options_from_args", "url_topic"]
 
 DEFAULT_HOST = "localhost"
 DEFAULT_PORT = 1883
 DEFAULT_TLS_PORT = 8883
 DEFAULT_KEEP_ALIVE = 60
+#: mosquitto's word for a session that never expires (``-x -1``, ``-x ∞``, or ``-c`` with v5).
+NEVER_EXPIRES = 0xFFFFFFFF
+
+_TLS_VERSIONS = {
+    "tlsv1.3": ssl.TLSVersion.TLSv1_3,
+    "tlsv1.2": ssl.TLSVersion.TLSv1_2,
+    "tlsv1.1": ssl.TLSVersion.TLSv1_1,
+}
 
 _VERSIONS = {
     "311": ProtocolVersion.V311,
@@ -121,6 +133,46 @@ def keep_alive_value(text: str) -> int:
     return value
 
 
+def session_expiry_value(text: str) -> int:
+    """argparse type for ``-x``: 0 to 4294967294 seconds, or -1/4294967295/∞ for never."""
+    if text == "∞":
+        return NEVER_EXPIRES
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"session expiry must be a number, got {text!r}") from None
+    if value == -1:
+        return NEVER_EXPIRES
+    if not 0 <= value <= NEVER_EXPIRES:
+        raise argparse.ArgumentTypeError(f"session expiry out of range: {text!r}")
+    return value
+
+
+def packet_size_value(text: str) -> int:
+    """argparse type for a packet size limit in bytes (a ``k`` or ``M`` suffix is allowed)."""
+    units = {"k": 1024, "K": 1024, "m": 1024 * 1024, "M": 1024 * 1024}
+    scale = units.get(text[-1:], 1)
+    digits = text[:-1] if scale != 1 else text
+    try:
+        value = int(digits) * scale
+    except ValueError:
+        value = 0
+    if not 16 <= value <= 268_435_460:
+        raise argparse.ArgumentTypeError(
+            f"expected a packet size from 16 bytes to 256M, got {text!r}"
+        )
+    return value
+
+
+def _tls_version(text: str) -> ssl.TLSVersion:
+    try:
+        return _TLS_VERSIONS[text.lower()]
+    except KeyError:
+        raise argparse.ArgumentTypeError(
+            f"expected tlsv1.3, tlsv1.2 or tlsv1.1, got {text!r}"
+        ) from None
+
+
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the broker, login, TLS and will flags to a sub-command's parser."""
     broker = parser.add_argument_group("broker")
@@ -137,7 +189,24 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
         "-L",
         "--url",
         help="broker URL instead of -h/-p: mqtt://, mqtts://, ws://, wss:// or unix:///path, "
-        "with user:password@ and query keys such as ?client_id=x&keep_alive_secs=5",
+        "with user:password@ and query keys such as ?client_id=x&keep_alive_secs=5; as in "
+        "mosquitto, the path of an mqtt:// or mqtts:// URL is the topic (mqtt://host/a/b)",
+    )
+    broker.add_argument(
+        "--unix",
+        metavar="PATH",
+        help="connect through the broker's Unix domain socket at PATH instead of TCP",
+    )
+    broker.add_argument(
+        "-A",
+        dest="bind_address",
+        metavar="ADDRESS",
+        help="bind the outgoing socket to this local address (choose the interface)",
+    )
+    broker.add_argument(
+        "--nodelay",
+        action="store_true",
+        help="disable Nagle's algorithm (trio-mqtt always does: accepted for mosquitto users)",
     )
     broker.add_argument(
         "--proxy",
@@ -147,7 +216,63 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     )
     broker.add_argument("-u", "--username", help="user name")
     broker.add_argument("-P", "--pw", "--password", dest="password", help="password")
-    broker.add_argument("-i", "--id", dest="client_id", help="client id (default: generated)")
+    client_id = broker.add_mutually_exclusive_group()
+    client_id.add_argument("-i", "--id", dest="client_id", help="client id (default: generated)")
+    client_id.add_argument(
+        "-I",
+        "--id-prefix",
+        metavar="PREFIX",
+        help="client id: PREFIX followed by the process id (for brokers with clientid_prefixes)",
+    )
+    broker.add_argument(
+        "-c",
+        "--disable-clean-session",
+        dest="clean_session",
+        action="store_false",
+        help="keep the session when disconnected (needs -i; with MQTT 5 the session then never "
+        "expires unless -x says otherwise)",
+    )
+    broker.add_argument(
+        "-x",
+        "--session-expiry",
+        type=session_expiry_value,
+        metavar="SECONDS",
+        help="MQTT 5 session expiry interval (-1 or ∞: never expires)",
+    )
+    broker.add_argument(
+        "-M",
+        "--max-inflight",
+        type=positive_int,
+        metavar="N",
+        help="QoS 1/2 messages in flight at once (default 100)",
+    )
+    broker.add_argument(
+        "--max-outgoing-packet-size",
+        type=packet_size_value,
+        metavar="BYTES",
+        help="refuse to send larger packets (default: the protocol's maximum, 256 MiB, or "
+        "what an MQTT 5 broker announces)",
+    )
+    broker.add_argument(
+        "--max-incoming-packet-size",
+        type=packet_size_value,
+        metavar="BYTES",
+        help="accept packets up to this size from the broker (default 1M)",
+    )
+    broker.add_argument(
+        "-D",
+        "--property",
+        dest="properties",
+        action="append",
+        default=[],
+        type=property_argument,
+        metavar="COMMAND NAME VALUE",
+        help="an MQTT 5 property, as in mosquitto: -D connect receive-maximum 10, "
+        "-D publish user-property NAME VALUE (implies -V 5; repeat for more)",
+    )
+    broker.add_argument(
+        "--quiet", action="store_true", help="do not print error messages (the exit code stays)"
+    )
     broker.add_argument(
         "-k",
         "--keepalive",
@@ -171,6 +296,23 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     tls = parser.add_argument_group("TLS")
     tls.add_argument("--tls", action="store_true", help="use TLS with the system's trusted CAs")
     tls.add_argument("--cafile", help="PEM file of the CAs that sign the broker (implies TLS)")
+    tls.add_argument(
+        "--capath", help="directory of CA certificates (hashed names, as OpenSSL; implies TLS)"
+    )
+    tls.add_argument(
+        "--tls-use-os-certs",
+        action="store_true",
+        help="trust the system's CAs too (implies TLS; they are used anyway without --cafile)",
+    )
+    tls.add_argument(
+        "--tls-version",
+        type=_tls_version,
+        metavar="{tlsv1.3,tlsv1.2,tlsv1.1}",
+        help="the oldest TLS version accepted (implies TLS)",
+    )
+    tls.add_argument(
+        "--tls-alpn", metavar="PROTOCOL", help="offer this ALPN protocol (implies TLS)"
+    )
     tls.add_argument("--cert", help="client certificate PEM file (implies TLS)")
     tls.add_argument("--key", help="client private key PEM file (with --cert)")
     tls.add_argument(
@@ -191,8 +333,22 @@ def default_client_id(command: str) -> str:
     return f"trio-mqtt-{command}-{os.getpid()}-{secrets.token_hex(2)}"
 
 
+_TLS_FLAGS = "--tls, --cafile, --capath, --cert, --key, --insecure, --tls-use-os-certs, "
+_TLS_FLAGS += "--tls-version and --tls-alpn"
+
+
 def _tls_requested(args: argparse.Namespace) -> bool:
-    return bool(args.tls or args.cafile or args.cert or args.key or args.insecure)
+    return bool(
+        args.tls
+        or args.cafile
+        or args.capath
+        or args.cert
+        or args.key
+        or args.insecure
+        or args.tls_use_os_certs
+        or args.tls_version
+        or args.tls_alpn
+    )
 
 
 def _tls_transport(args: argparse.Namespace, base: TlsTransport | None = None) -> TlsTransport:
@@ -200,12 +356,20 @@ def _tls_transport(args: argparse.Namespace, base: TlsTransport | None = None) -
         raise InvalidOptionError("--key needs --cert")
     settings = {
         "ca_file": args.cafile,
+        "ca_path": args.capath,
         "cert_file": args.cert,
         "key_file": args.key,
+        "minimum_version": args.tls_version,
+        "alpn_protocols": (args.tls_alpn,) if args.tls_alpn else None,
     }
     changes: dict[str, object] = {k: v for k, v in settings.items() if v is not None}
     if args.insecure:
         changes["dangerously_skip_hostname_check"] = True
+    if args.tls_use_os_certs:
+        changes["system_cas"] = True
+    if args.bind_address is not None:
+        base_tcp = base.tcp if base is not None else TcpTransport()
+        changes["tcp"] = dataclasses.replace(base_tcp, local_address=args.bind_address)
     if base is None:
         return TlsTransport(**changes)  # type: ignore[arg-type]
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
@@ -220,20 +384,38 @@ def _with_tls(args: argparse.Namespace, transport: Transport) -> Transport:
         return _tls_transport(args, transport)
     if isinstance(transport, WebSocketTransport) and isinstance(transport.tls, TlsTransport):
         return dataclasses.replace(transport, tls=_tls_transport(args, transport.tls))
-    raise InvalidOptionError(
-        "--tls, --cafile, --cert, --key and --insecure need a TLS URL (mqtts:// or wss://)"
-    )
+    raise InvalidOptionError(f"{_TLS_FLAGS} need a TLS URL (mqtts:// or wss://)")
 
 
-def _will(args: argparse.Namespace) -> Will | None:
+def _with_bind_address(args: argparse.Namespace, transport: Transport) -> Transport:
+    """Apply ``-A`` to the TCP layer of a plain transport (TLS ones get it with the TLS flags)."""
+    if args.bind_address is None:
+        return transport
+    if isinstance(transport, TcpTransport):
+        return dataclasses.replace(transport, local_address=args.bind_address)
+    if isinstance(transport, WebSocketTransport) and transport.tls is None:
+        tcp = dataclasses.replace(transport.tcp, local_address=args.bind_address)
+        return dataclasses.replace(transport, tcp=tcp)
+    if isinstance(transport, TlsTransport):
+        tcp = dataclasses.replace(transport.tcp, local_address=args.bind_address)
+        return dataclasses.replace(transport, tcp=tcp)
+    raise InvalidOptionError("-A (bind address) needs a TCP connection")
+
+
+def _will(args: argparse.Namespace, properties: PropertySet) -> Will | None:
+    will_properties = properties.get("will")
     if args.will_topic is None:
-        if args.will_payload or args.will_retain or args.will_qos:
+        if args.will_payload or args.will_retain or args.will_qos or will_properties:
             raise InvalidOptionError(
-                "--will-payload, --will-qos and --will-retain need --will-topic"
+                "--will-payload, --will-qos, --will-retain and -D will need --will-topic"
             )
         return None
     return Will(
-        args.will_topic, args.will_payload.encode("utf-8"), QoS(args.will_qos), args.will_retain
+        args.will_topic,
+        args.will_payload.encode("utf-8"),
+        QoS(args.will_qos),
+        args.will_retain,
+        will_properties,
     )
 
 
@@ -243,6 +425,49 @@ def _url_has_client_id(url: str) -> bool:
     except ValueError:
         return False
     return any(key == "client_id" for key, _ in parse_qsl(query, keep_blank_values=True))
+
+
+def url_topic(url: str) -> tuple[str, str | None]:
+    """Split mosquitto's ``mqtt://host:port/topic`` into the broker URL and the topic.
+
+    Only ``mqtt://`` and ``mqtts://`` URLs carry a topic (the WebSocket schemes have a path of
+    their own). As in mosquitto, the topic is everything after the first ``/``, taken as
+    written (``#`` and ``+`` included, nothing percent-decoded), up to a ``?`` that starts
+    trio-mqtt's query keys.
+    """
+    text = url.strip()
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme.lower() not in ("mqtt", "mqtts"):
+        return url, None
+    authority, slash, path = rest.partition("/")
+    if not slash:
+        return url, None
+    topic, question, query = path.partition("?")
+    base = f"{scheme}://{authority}/" + (question + query if question else "")
+    return base, (topic or None)
+
+
+def _session_settings(
+    args: argparse.Namespace, version: ProtocolVersion, explicit_id: bool
+) -> dict[str, object]:
+    """``-c`` and ``-x`` with mosquitto's rules."""
+    settings: dict[str, object] = {"clean_start": args.clean_session}
+    expiry = args.session_expiry
+    if version is ProtocolVersion.V5:
+        if not args.clean_session and expiry is None:
+            expiry = NEVER_EXPIRES
+        if expiry == NEVER_EXPIRES and not explicit_id:
+            raise InvalidOptionError(
+                "a session that never expires (-c, or -x -1) needs a client id: give -i"
+            )
+        if expiry:
+            settings["session_expiry_interval"] = expiry
+    else:
+        if expiry is not None:
+            raise InvalidOptionError("-x (session expiry) needs MQTT 5: add -V 5")
+        if not args.clean_session and not explicit_id:
+            raise InvalidOptionError("-c (keep the session) needs a client id: give -i")
+    return settings
 
 
 def options_from_args(
@@ -258,6 +483,12 @@ def options_from_args(
     Raises:
         InvalidOptionError: contradictory or invalid flags.
     """
+    properties = PropertySet(args.properties)
+    version = args.protocol_version
+    if properties and version is None:
+        version = ProtocolVersion.V5  # as mosquitto: -D makes it an MQTT 5 client
+    if properties and version is not ProtocolVersion.V5:
+        raise InvalidOptionError("-D (MQTT 5 properties) cannot be used with -V 311")
     overrides: dict[str, object] = {"connect_timeout": args.connect_timeout}
     if args.username is not None:
         overrides["username"] = args.username
@@ -265,25 +496,48 @@ def options_from_args(
         overrides["password"] = args.password
     if args.keepalive is not None:
         overrides["keep_alive"] = args.keepalive
-    if args.protocol_version is not None:
-        overrides["protocol_version"] = args.protocol_version
-    will = _will(args)
+    if version is not None:
+        overrides["protocol_version"] = version
+    if args.max_inflight is not None:
+        overrides["inflight"] = min(args.max_inflight, 65000)
+    if args.max_outgoing_packet_size is not None:
+        overrides["max_outgoing_packet_size"] = args.max_outgoing_packet_size
+    if args.max_incoming_packet_size is not None:
+        overrides["max_incoming_packet_size"] = args.max_incoming_packet_size
+    overrides.update(properties.connect_options())
+    will = _will(args, properties)
     if will is not None:
         overrides["will"] = will
-    generated = client_id or default_client_id(command)
+    url_gives_id = args.url is not None and _url_has_client_id(args.url)
+    explicit_id = args.client_id is not None or url_gives_id
+    overrides.update(_session_settings(args, version or ProtocolVersion.V311, explicit_id))
+    if args.id_prefix is not None:
+        generated = f"{args.id_prefix}{os.getpid()}"
+    else:
+        generated = client_id or default_client_id(command)
     if args.url is not None:
-        if args.host is not None or args.port is not None:
-            raise InvalidOptionError("give the broker either as --url or as -h/-p, not both")
+        if args.host is not None or args.port is not None or args.unix is not None:
+            raise InvalidOptionError("give the broker either as --url or as -h/-p/--unix")
         if args.client_id is not None:
             overrides["client_id"] = args.client_id
-        elif not _url_has_client_id(args.url):
+        elif not url_gives_id:
             overrides["client_id"] = generated
-        options = MqttOptions.from_url(args.url, **overrides)
+        options = MqttOptions.from_url(url_topic(args.url)[0], **overrides)
         if _tls_requested(args):
             options = options.replace(transport=_with_tls(args, options.transport))
+        else:
+            options = options.replace(transport=_with_bind_address(args, options.transport))
         return _with_proxy(args, options)
     tls = _tls_requested(args)
-    transport: Transport = _tls_transport(args) if tls else TcpTransport()
+    transport: Transport
+    if args.unix is not None:
+        if tls or args.bind_address is not None:
+            raise InvalidOptionError("--unix cannot be combined with TLS flags or -A")
+        transport = UnixSocketTransport(args.unix)
+    elif tls:
+        transport = _tls_transport(args)
+    else:
+        transport = _with_bind_address(args, TcpTransport())
     overrides.setdefault("keep_alive", DEFAULT_KEEP_ALIVE)
     options = MqttOptions(
         args.client_id if args.client_id is not None else generated,

@@ -48,6 +48,8 @@ class ExitCode(enum.IntEnum):
     UNREACHABLE = 4
     #: The MQTT protocol was broken (by the broker, or a limit it set was exceeded).
     PROTOCOL = 5
+    #: ``sub -W``: the time ran out (27, as mosquitto_sub: libmosquitto's MOSQ_ERR_TIMEOUT).
+    TIMEOUT = 27
     #: Interrupted by Ctrl-C (SIGINT).
     INTERRUPTED = 130
     #: Stopped by SIGTERM (after closing connections and any broker the demo started).
@@ -60,8 +62,9 @@ exit codes:
   1    the broker refused a subscription or rejected a message (or another failure)
   2    bad arguments (including unreadable input or TLS files)
   3    the broker refused the connection (the reason is printed, e.g. bad user name or password)
-  4    cannot connect, connection lost, or timeout (-W, bench stall)
+  4    cannot connect, connection lost, or timeout (bench stall)
   5    MQTT protocol error
+  27   sub -W: the time ran out (as mosquitto_sub)
   130  interrupted (Ctrl-C)
   143  terminated (SIGTERM), after a clean shutdown"""
 
@@ -83,8 +86,18 @@ def _leaf(exc: BaseException) -> BaseException:
     return exc
 
 
+#: Library option names in error messages, as the command line spells them.
+_FLAGS = {
+    "max_outgoing_packet_size": "--max-outgoing-packet-size",
+    "max_incoming_packet_size": "--max-incoming-packet-size",
+}
+
+
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    text = " ".join(text.split())
+    for option, flag in _FLAGS.items():
+        text = text.replace(option, flag)
+    return text
 
 
 def classify(exc: BaseException) -> tuple[ExitCode, str] | None:

@@ -24,6 +24,8 @@ class Console:
     def __init__(self, stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> None:
         self.stdout = stdout if stdout is not None else sys.stdout
         self.stderr = stderr if stderr is not None else sys.stderr
+        #: ``--quiet``: error and warning lines are not written.
+        self.quiet = False
 
     def write_bytes(self, data: bytes) -> None:
         """Write raw bytes to standard output and flush."""
@@ -42,7 +44,9 @@ class Console:
         self.stdout.flush()
 
     def err(self, text: str) -> None:
-        """Write one line to standard error."""
+        """Write one line to standard error (nothing with ``--quiet``)."""
+        if self.quiet:
+            return
         self.stderr.write(text + "\n")
         self.stderr.flush()
 

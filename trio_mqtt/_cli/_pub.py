@@ -28,9 +28,10 @@ from trio_mqtt import (
 )
 from trio_mqtt.sansio import validate_topic
 
-from ._connect import non_negative_float, options_from_args, positive_int, qos_value
+from ._connect import non_negative_float, options_from_args, positive_int, qos_value, url_topic
 from ._exit import CliError, ExitCode
 from ._output import Console
+from ._properties import PropertySet
 
 __all__ = ["add_pub_parser", "run_pub"]
 
@@ -41,7 +42,7 @@ STDIN_CHUNK = 65536
 
 def add_pub_parser(parser: argparse.ArgumentParser) -> None:
     """The ``pub`` command's own flags."""
-    parser.add_argument("-t", "--topic", required=True, help="topic to publish to")
+    parser.add_argument("-t", "--topic", help="topic to publish to (or the path of -L)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("-m", "--message", help="the payload, as text (UTF-8)")
     source.add_argument("-f", "--file", help="send the bytes of this file as one message")
@@ -70,11 +71,13 @@ def add_pub_parser(parser: argparse.ArgumentParser) -> None:
         "--repeat", type=positive_int, default=1, metavar="N", help="publish the message N times"
     )
     parser.add_argument(
+        "--repeat-delay",
         "--interval",
+        dest="interval",
         type=non_negative_float,
         default=0.0,
         metavar="SECONDS",
-        help="wait this long between repeats (default 0)",
+        help="wait this long between repeats (default 0; --interval is the old name)",
     )
     parser.add_argument(
         "-d", "--debug", action="store_true", help="report each acknowledgement on stderr"
@@ -116,14 +119,22 @@ def non_negative_int(text: str) -> int:
 
 
 def message_properties(args: argparse.Namespace, version: ProtocolVersion) -> Properties | None:
-    """The MQTT 5 properties the flags ask for (None when there are none).
+    """The MQTT 5 properties the flags (and ``-D publish ...``) ask for (None when none).
 
     Raises:
         InvalidOptionError: properties were asked for with MQTT 3.1.1, which cannot carry them.
     """
     given: dict[str, object] = {}
+    from_d = PropertySet(args.properties).get("publish")
+    for name in from_d.__dataclass_fields__:
+        value = getattr(from_d, name)
+        if value is not None and value != ():
+            given[name] = value
     if args.user_property:
-        given["user_properties"] = tuple((name, value) for name, value in args.user_property)
+        given["user_properties"] = (
+            *from_d.user_properties,
+            *((name, value) for name, value in args.user_property),
+        )
     if args.content_type is not None:
         given["content_type"] = args.content_type
     if args.message_expiry is not None:
@@ -168,7 +179,9 @@ def _fixed_payload(args: argparse.Namespace) -> bytes | None:
 
 
 async def _stdin_lines() -> AsyncIterator[bytes]:
-    """Lines of standard input without their line ending, read in a worker thread.
+    """Lines of standard input without their ``\\n``, read in a worker thread.
+
+    As in mosquitto_pub, only the ``\\n`` goes: a ``\\r`` before it stays in the message.
 
     Input is read in chunks of up to 64 KiB (``read1`` returns whatever is available, so a
     line typed on a terminal is sent at once), then split; a last line without a newline
@@ -184,7 +197,7 @@ async def _stdin_lines() -> AsyncIterator[bytes]:
         pending += chunk
         *lines, pending = pending.split(b"\n")
         for line in lines:
-            yield line[:-1] if line.endswith(b"\r") else line
+            yield line
     if pending:
         yield pending
 
@@ -232,6 +245,12 @@ def _describe_rejection(number: int, result: PublishResult) -> str:
 
 async def run_pub(args: argparse.Namespace, console: Console) -> int:
     """Run ``trio-mqtt pub``; returns the exit code."""
+    if args.url is not None:
+        _, topic = url_topic(args.url)
+        if topic is not None and args.topic is None:
+            args.topic = topic
+    if args.topic is None:
+        raise CliError(ExitCode.USAGE, "give the topic to publish to: -t TOPIC (or -L URL/topic)")
     validate_topic(args.topic)
     if args.stdin_line and args.repeat != 1:
         raise CliError(ExitCode.USAGE, "--repeat cannot be combined with -l")
@@ -259,6 +278,9 @@ async def run_pub(args: argparse.Namespace, console: Console) -> int:
                         args.topic, payload, args.qos, args.retain, properties=properties
                     )
                     await checker.send.send((number, tracker))
+        disconnect = PropertySet(args.properties).get("disconnect")
+        if disconnect:
+            await client.disconnect(properties=disconnect)
     if args.debug:
         console.err(f"published {checker.published} message(s)")
     if checker.rejected:

@@ -12,15 +12,36 @@ connection error is reported, and after a backoff delay the next read reconnects
 from __future__ import annotations
 
 import argparse
+import math
+import random
 
 import trio
 
-from trio_mqtt import ConnectionLost, Publish, QoS, ReconnectPolicy, open_mqtt_connection
+from trio_mqtt import (
+    ConnectionLost,
+    MqttConnection,
+    Publish,
+    QoS,
+    ReconnectPolicy,
+    RetainHandling,
+    Subscription,
+    open_mqtt_connection,
+    topic_matches,
+)
 from trio_mqtt.sansio import validate_filter
 
-from ._connect import describe_broker, options_from_args, positive_float, positive_int, qos_value
+from ._connect import (
+    describe_broker,
+    options_from_args,
+    positive_float,
+    positive_int,
+    qos_value,
+    url_topic,
+)
 from ._exit import CliError, ExitCode
+from ._format import FormatError, compile_format
 from ._output import Console, message_json
+from ._properties import PropertySet
 
 __all__ = ["add_sub_parser", "run_sub"]
 
@@ -34,7 +55,7 @@ def add_sub_parser(parser: argparse.ArgumentParser) -> None:
         "-t",
         "--topic",
         action="append",
-        required=True,
+        default=[],
         metavar="FILTER",
         help="topic filter to subscribe to (repeat for more)",
     )
@@ -57,12 +78,69 @@ def add_sub_parser(parser: argparse.ArgumentParser) -> None:
         help="print one JSON object per message: topic, payload (UTF-8 text or base64), "
         "encoding, qos, retain, properties",
     )
+    output.add_argument(
+        "-F",
+        dest="format",
+        metavar="FORMAT",
+        help="print each message with mosquitto_sub's format string: %%t topic, %%p payload, "
+        "%%q qos, %%r retain, %%l length, %%m packet id, %%x/%%X hex, %%I/%%U time, "
+        "%%j/%%J JSON, @-codes for strftime, \\n-style escapes (see docs/cli.rst)",
+    )
+    parser.add_argument(
+        "-N", dest="eol", action="store_false", help="do not print a newline after each message"
+    )
+    parser.add_argument("--pretty", action="store_true", help="indent the JSON of -F %%j and %%J")
+    retained = parser.add_mutually_exclusive_group()
+    retained.add_argument(
+        "-R",
+        dest="no_retained",
+        action="store_true",
+        help="do not print stale (retained) messages",
+    )
+    retained.add_argument(
+        "--retained-only",
+        action="store_true",
+        help="print only retained messages; exit at the first one that is not",
+    )
+    parser.add_argument(
+        "--remove-retained",
+        action="store_true",
+        help="clear each retained message received (not those filtered out by -T)",
+    )
+    parser.add_argument(
+        "-T",
+        "--filter-out",
+        action="append",
+        default=[],
+        metavar="FILTER",
+        help="do not print messages whose topic matches FILTER (repeat for more)",
+    )
+    parser.add_argument(
+        "-U",
+        "--unsubscribe",
+        action="append",
+        default=[],
+        metavar="FILTER",
+        help="unsubscribe from FILTER after subscribing (with -c, to edit a kept session)",
+    )
+    parser.add_argument(
+        "-E",
+        dest="exit_after_subscribe",
+        action="store_true",
+        help="exit once the broker has acknowledged the subscriptions",
+    )
+    parser.add_argument(
+        "--random-filter",
+        type=_chance,
+        metavar="PERCENT",
+        help="print only this percentage of the messages, chosen at random (0.1 to 100)",
+    )
     parser.add_argument(
         "-W",
         "--timeout",
         type=positive_float,
         metavar="SECONDS",
-        help="give up after this many seconds (exit code 4)",
+        help="stop after this many seconds from connecting (exit code 27, as mosquitto_sub)",
     )
     parser.add_argument(
         "--reconnect",
@@ -78,59 +156,155 @@ def add_sub_parser(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _chance(text: str) -> int:
+    """``--random-filter``: a percentage (0.1 to 100), kept in hundredths of a percent.
+
+    mosquitto_sub documents the same meaning; 2.0.11 multiplies by 10 where it means 100 and
+    so prints about a tenth of the share asked for.
+    """
+    try:
+        value = round(100.0 * float(text))
+    except (ValueError, OverflowError):
+        value = 0
+    if not 10 <= value <= 10000:
+        raise argparse.ArgumentTypeError(f"the chance must be from 0.1 to 100.0, got {text!r}")
+    return value
+
+
+class _Printer:
+    """Turns messages into output the way mosquitto_sub does."""
+
+    def __init__(self, args: argparse.Namespace, console: Console) -> None:
+        self._console = console
+        self._eol = b"\n" if args.eol else b""
+        self._json = args.json
+        self._verbose = args.verbose
+        self._format = None
+        if args.format is not None:
+            try:
+                self._format = compile_format(args.format, pretty=args.pretty)
+            except FormatError as exc:
+                raise CliError(ExitCode.USAGE, f"-F: {exc}") from None
+        self._chance = args.random_filter
+
+    def print(self, message: Publish) -> None:
+        if self._chance is not None and random.randrange(10000) >= self._chance:
+            return
+        self._console.write_bytes(self.render(message))
+
+    def render(self, message: Publish) -> bytes:
+        """The bytes printed for one message (empty: nothing is printed)."""
+        if self._format is not None:
+            text, error = self._format.render(message)
+            if error is not None:
+                self._console.err(error)
+            return text + self._eol
+        if self._json:
+            return (message_json(message) + "\n").encode("utf-8")
+        if self._verbose:
+            if message.payload:
+                return message.topic.encode("utf-8") + b" " + message.payload + self._eol
+            # mosquitto_sub's wording for an empty message
+            return message.topic.encode("utf-8") + b" (null)\n" if self._eol else b""
+        return message.payload + self._eol if message.payload else b""
+
+
 def format_message(message: Publish, args: argparse.Namespace) -> bytes:
-    """The output line (with its newline) for one message."""
-    if args.json:
-        return (message_json(message) + "\n").encode("utf-8")
-    if args.verbose:
-        return message.topic.encode("utf-8") + b" " + message.payload + b"\n"
-    return message.payload + b"\n"
+    """The output (with its newline) for one message, as ``sub`` prints it."""
+    return _Printer(args, Console()).render(message)
 
 
-async def _subscribe_and_print(args: argparse.Namespace, console: Console) -> int:
-    options = options_from_args(args, "sub")
+class _Done(Exception):
+    """--retained-only met a message that is not retained: stop, successfully."""
+
+
+async def _subscribe(args: argparse.Namespace, conn: MqttConnection, console: Console) -> None:
+    properties = PropertySet(args.properties)
+    retain_handling = (
+        RetainHandling.DO_NOT_SEND if args.no_retained else RetainHandling.SEND_ON_SUBSCRIBE
+    )
+    subscriptions = [
+        Subscription(topic, QoS(args.qos), retain_handling=retain_handling) for topic in args.topic
+    ]
+    result = await conn.client.subscribe_many(
+        subscriptions, properties=properties.get("subscribe") or None
+    )
+    for topic, code in zip(args.topic, result.reason_codes, strict=False):
+        if code >= 0x80:
+            console.err(f"trio-mqtt: warning: subscription to {topic!r} refused (0x{code:02x})")
+        elif args.debug:
+            console.err(f"subscribed to {topic!r} (granted QoS {code})")
+    if not any(code < 0x80 for code in result.reason_codes):
+        raise CliError(ExitCode.REJECTED, "the broker refused every subscription")
+    if args.unsubscribe:
+        await conn.client.unsubscribe_many(
+            args.unsubscribe, properties=properties.get("unsubscribe") or None
+        )
+        if args.debug:
+            console.err(f"unsubscribed from {', '.join(map(repr, args.unsubscribe))}")
+
+
+async def _print_messages(args: argparse.Namespace, conn: MqttConnection, console: Console) -> None:
+    printer = _Printer(args, console)
     received = 0
+    attempt = 0
+    client = conn.client
+    while True:
+        try:
+            async for message in conn.messages():
+                attempt = 0
+                if args.retained_only and not message.retain:
+                    return
+                if message.retain and args.no_retained:
+                    continue
+                if any(topic_matches(message.topic, f) for f in args.filter_out):
+                    continue
+                if args.remove_retained and message.retain:
+                    await client.publish(message.topic, b"", QoS.AT_LEAST_ONCE, retain=True)
+                printer.print(message)
+                received += 1
+                if args.count is not None and received >= args.count:
+                    return
+            return
+        except ConnectionLost as exc:
+            if not args.reconnect:
+                raise
+            delay = RECONNECT_POLICY.delay(attempt)
+            attempt += 1
+            console.err(f"trio-mqtt: warning: {exc}; reconnecting in {delay:.1f} s")
+            await trio.sleep(delay)
+            # the next poll() (inside messages()) reconnects; the session's
+            # subscriptions are restored if the broker lost them
+
+
+async def _run(args: argparse.Namespace, console: Console) -> bool:
+    """Connect, subscribe and print; False when -W ran out."""
+    options = options_from_args(args, "sub")
+    properties = PropertySet(args.properties)
     async with open_mqtt_connection(options) as conn:
         if args.debug:
             console.err(f"connected to {describe_broker(options)} as {options.client_id!r}")
-        result = await conn.client.subscribe_many([(topic, args.qos) for topic in args.topic])
-        for topic, code in zip(args.topic, result.reason_codes, strict=False):
-            if code >= 0x80:
-                console.err(f"trio-mqtt: warning: subscription to {topic!r} refused (0x{code:02x})")
-            elif args.debug:
-                console.err(f"subscribed to {topic!r} (granted QoS {code})")
-        if not any(code < 0x80 for code in result.reason_codes):
-            raise CliError(ExitCode.REJECTED, "the broker refused every subscription")
-        attempt = 0
-        while True:
-            try:
-                async for message in conn.messages():
-                    attempt = 0
-                    console.write_bytes(format_message(message, args))
-                    received += 1
-                    if args.count is not None and received >= args.count:
-                        return received
-                return received
-            except ConnectionLost as exc:
-                if not args.reconnect:
-                    raise
-                delay = RECONNECT_POLICY.delay(attempt)
-                attempt += 1
-                console.err(f"trio-mqtt: warning: {exc}; reconnecting in {delay:.1f} s")
-                await trio.sleep(delay)
-                # the next poll() (inside messages()) reconnects; the session's
-                # subscriptions are restored if the broker lost them
+        # as mosquitto_sub, -W counts from the moment the connection is up
+        with trio.move_on_after(args.timeout if args.timeout is not None else math.inf) as scope:
+            await _subscribe(args, conn, console)
+            if not args.exit_after_subscribe:
+                await _print_messages(args, conn, console)
+        disconnect = properties.get("disconnect")
+        if disconnect:
+            await conn.client.disconnect(properties=disconnect)
+    return not scope.cancelled_caught
 
 
 async def run_sub(args: argparse.Namespace, console: Console) -> int:
     """Run ``trio-mqtt sub``; returns the exit code."""
-    for topic in args.topic:
+    if args.url is not None:
+        _, topic = url_topic(args.url)
+        if topic is not None:
+            args.topic.append(topic)
+    if not args.topic:
+        raise CliError(ExitCode.USAGE, "give a topic to subscribe to: -t FILTER (or -L URL/topic)")
+    for topic in (*args.topic, *args.filter_out, *args.unsubscribe):
         validate_filter(topic)
-    if args.timeout is None:
-        await _subscribe_and_print(args, console)
-        return ExitCode.OK
-    with trio.move_on_after(args.timeout) as scope:
-        await _subscribe_and_print(args, console)
-    if scope.cancelled_caught:
-        raise CliError(ExitCode.UNREACHABLE, f"timed out after {args.timeout:g} s (-W)")
+    if not await _run(args, console):
+        raise CliError(ExitCode.TIMEOUT, "Timed out")
     return ExitCode.OK

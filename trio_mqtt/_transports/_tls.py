@@ -67,6 +67,12 @@ class TlsTransport:
         ca_file: PEM file of the CAs that may sign the broker's certificate (replaces the
             system store).
         ca_data: the same as PEM text (or DER bytes), for certificates kept in memory.
+        ca_path: a directory of CA certificates named by subject hash (``c_rehash``), like
+            OpenSSL's ``-CApath``; with ``ca_file``/``ca_data`` it adds to them.
+        system_cas: also trust the system's CAs when ``ca_file``, ``ca_data`` or ``ca_path``
+            is given (without any of them the system's CAs are used anyway).
+        minimum_version: the oldest TLS version to accept, e.g. ``ssl.TLSVersion.TLSv1_3``
+            (``None``: the ``ssl`` module's default, TLS 1.2 on current systems).
         cert_file: PEM file of our client certificate chain, for mutual TLS.
         key_file: PEM file of its private key (``None`` if it is inside ``cert_file``).
         key_password: password of an encrypted private key.
@@ -84,6 +90,9 @@ class TlsTransport:
     ssl_context: ssl.SSLContext | None = field(default=None, compare=False)
     ca_file: str | Path | None = None
     ca_data: str | bytes | None = None
+    ca_path: str | Path | None = None
+    system_cas: bool = False
+    minimum_version: ssl.TLSVersion | None = None
     cert_file: str | Path | None = None
     key_file: str | Path | None = None
     key_password: str | bytes | None = field(default=None, repr=False)
@@ -107,6 +116,9 @@ class TlsTransport:
             simple = {
                 "ca_file": self.ca_file,
                 "ca_data": self.ca_data,
+                "ca_path": self.ca_path,
+                "system_cas": self.system_cas or None,
+                "minimum_version": self.minimum_version,
                 "cert_file": self.cert_file,
                 "key_file": self.key_file,
                 "key_password": self.key_password,
@@ -133,7 +145,7 @@ class TlsTransport:
         context reports the problem.
         """
         signature = []
-        for path in (self.ca_file, self.cert_file, self.key_file):
+        for path in (self.ca_file, self.ca_path, self.cert_file, self.key_file):
             if path is None:
                 continue
             try:
@@ -171,13 +183,23 @@ class TlsTransport:
         """
         if self.ssl_context is not None:
             return self.ssl_context
-        # Given CAs replace the system store; without them the system's CAs are loaded.
+        # Given CAs replace the system store (unless system_cas adds it back); without them
+        # the system's CAs are loaded.
+        if self.ca_path is not None and not os.path.isdir(self.ca_path):
+            raise TlsConfigurationError(f"CA directory {os.fspath(self.ca_path)!r} not found")
         try:
-            context = ssl.create_default_context(cafile=self.ca_file, cadata=self.ca_data)
+            context = ssl.create_default_context(
+                cafile=self.ca_file, capath=self.ca_path, cadata=self.ca_data
+            )
         except (OSError, ValueError) as exc:
             what = "CA file" if self.ca_file is not None else "ca_data"
             path = os.fspath(self.ca_file) if self.ca_file is not None else None
             raise TlsConfigurationError(_describe_load_error(what, path, exc)) from exc
+        given = (self.ca_file, self.ca_data, self.ca_path)
+        if self.system_cas and any(item is not None for item in given):
+            context.load_default_certs()
+        if self.minimum_version is not None:
+            context.minimum_version = self.minimum_version
         if self.cert_file is not None:
             self._load_client_certificate(context, os.fspath(self.cert_file))
         if self.alpn_protocols:
