@@ -546,6 +546,10 @@ EXPECTED: dict[str, Page] = {
     "reference.rst": Page(
         blocks=(
             Expect(
+                "message.matches(",
+                check="assert not topic_matches(message.topic, 'sensors/+')",
+            ),
+            Expect(
                 "open_fault_proxy(broker.host, broker.port)",
                 given="""
                     from trio_mqtt import MqttOptions  # the names of the modules documented
