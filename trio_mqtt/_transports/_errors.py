@@ -10,10 +10,14 @@ said no.
 from __future__ import annotations
 
 import ssl
+import sys
 
 import trio
 
 from .._core._errors import TransportError
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
 
 __all__ = [
     "CertificateVerificationError",
@@ -21,6 +25,7 @@ __all__ = [
     "TlsConfigurationError",
     "TlsError",
     "WebSocketError",
+    "connect_failure",
     "translate_stream_error",
 ]
 
@@ -97,6 +102,47 @@ def _ssl_reason(exc: BaseException) -> ssl.SSLError | None:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
+
+
+def _os_errors(exc: BaseException) -> list[OSError]:
+    """The OS errors behind ``exc``: the attempts of the group it was raised from, or itself.
+
+    ``trio.open_tcp_stream`` raises one ``OSError("all attempts to connect ... failed")`` whose
+    cause is an exception group holding one error per address tried.
+    """
+    cause = exc.__cause__
+    if not isinstance(cause, BaseExceptionGroup):
+        return [exc] if isinstance(exc, OSError) else []
+    leaves: list[OSError] = []
+    pending: list[BaseException] = [cause]
+    while pending:
+        current = pending.pop(0)
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        elif isinstance(current, OSError):
+            leaves.append(current)
+    return leaves
+
+
+def connect_failure(exc: OSError, host: str, port: int) -> TransportError:
+    """The error for a TCP connection that could not be opened, saying why in its message.
+
+    "connection refused" when every address refused (nothing listens on that port), else
+    the distinct reasons of the attempts (timed out, no route to host, ...).
+    """
+    errors = _os_errors(exc)
+    if errors and all(isinstance(e, ConnectionRefusedError) for e in errors):
+        return TransportError(
+            f"cannot connect to {host}:{port}: connection refused (nothing listens on that "
+            "port: is the broker running, and is this its port?)"
+        )
+    reasons: list[str] = []
+    for error in errors:
+        text = error.strerror or str(error)
+        if text not in reasons:
+            reasons.append(text.lower() if error.strerror else text)
+    detail = "; ".join(reasons) or str(exc)
+    return TransportError(f"cannot connect to {host}:{port}: {detail}")
 
 
 def translate_stream_error(exc: BaseException, where: str) -> TransportError:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import trio
 
 from .._core._errors import InvalidOptionError, TransportError
+from ._errors import connect_failure
 
 __all__ = ["TcpTransport"]
 
@@ -59,7 +60,7 @@ class TcpTransport:
                 local_address=self.local_address,
             )
         except OSError as exc:
-            raise TransportError(f"cannot connect to {host}:{port}: {exc}") from exc
+            raise connect_failure(exc, host, port) from exc
         try:
             self.configure(stream)
         except OSError as exc:

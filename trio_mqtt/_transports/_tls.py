@@ -21,8 +21,13 @@ from pathlib import Path
 
 import trio
 
-from .._core._errors import InvalidOptionError
-from ._errors import TlsConfigurationError, translate_stream_error
+from .._core._errors import InvalidOptionError, TransportError
+from ._errors import (
+    CertificateVerificationError,
+    TlsConfigurationError,
+    TlsError,
+    translate_stream_error,
+)
 from ._tcp import TcpTransport
 
 __all__ = ["TlsTransport"]
@@ -44,6 +49,23 @@ def _describe_load_error(what: str, path: str | None, exc: BaseException) -> str
             return f"{target}: the private key does not match the certificate ({exc})"
         return f"{target}: not a valid PEM certificate/key ({exc})"
     return f"{target}: {exc}"
+
+
+def _not_tls_hint(error: TransportError) -> TransportError:
+    """Add "is this a TLS port?" to a handshake that failed without a certificate problem.
+
+    A plain MQTT listener answers a TLS ClientHello by closing the connection (mosquitto reads
+    it as a malformed CONNECT) or with bytes that are no TLS record ("wrong version number").
+    """
+    if isinstance(error, CertificateVerificationError | TlsConfigurationError):
+        return error
+    text = str(error)
+    if type(error) is TransportError or "wrong version number" in text.lower():
+        return TlsError(
+            f"{text} (is this a TLS port? The broker did not answer the TLS handshake; "
+            "a plain MQTT port needs mqtt:// or no TLS options)"
+        )
+    return error
 
 
 def _key_is_encrypted(path: str) -> bool:
@@ -271,7 +293,7 @@ class TlsTransport:
         except (trio.BrokenResourceError, OSError) as exc:
             await trio.aclose_forcefully(stream)
             error = translate_stream_error(exc, f"TLS handshake with {hostname}:{port}")
-            raise error from exc
+            raise _not_tls_hint(error) from exc
         except BaseException:
             await trio.aclose_forcefully(stream)
             raise
