@@ -460,3 +460,27 @@ def test_will_flags_publish_the_will_when_the_process_dies(
             child.stderr.close()
     assert main(["sub", *broker_args(mosquitto), "-t", "cli/will", "-C", "1", "-W", "10"]) == 0
     assert capsys.readouterr().out == "gone\n"
+
+
+class _Terminal(io.StringIO):
+    """A standard error that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_pub_shows_progress_on_a_terminal(mosquitto: MosquittoBroker, monkeypatch) -> None:
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    argv = ["pub", *broker_args(mosquitto), "-t", "progress", "-m", "x", "--repeat", "3000"]
+    assert main([*argv, "-q", "1"]) == 0
+    shown = terminal.getvalue()
+    assert shown.startswith("\r["), shown
+    assert shown.endswith("\n"), shown
+    assert "3000/3000 published" in shown
+
+
+def test_pub_shows_no_progress_in_a_pipe(mosquitto: MosquittoBroker, capsys) -> None:
+    argv = ["pub", *broker_args(mosquitto), "-t", "progress", "-m", "x", "--repeat", "3000"]
+    assert main(argv) == 0
+    assert capsys.readouterr().err == ""

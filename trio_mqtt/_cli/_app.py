@@ -10,6 +10,7 @@ tools, so help is only ``--help``.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import signal
@@ -22,9 +23,7 @@ from typing import Any, NoReturn
 
 import trio
 
-from ._bench import add_bench_parser, run_bench
 from ._connect import add_connection_arguments
-from ._demo import add_demo_parser, run_demo
 from ._exit import EXIT_CODES_HELP, CliError, ExitCode, _leaf, classify
 from ._output import Console
 from ._properties import join_property_arguments
@@ -37,15 +36,30 @@ Command = Callable[[argparse.Namespace, Console], Awaitable[int]]
 
 DESCRIPTION = "A command-line MQTT client built on trio-mqtt (MQTT 3.1.1 and 5.0)."
 
+
+def _lazy(module: str, name: str) -> Callable[..., Any]:
+    """``module.name``, imported on first call: pub and sub start without bench's imports."""
+
+    def call(*args: Any) -> Any:
+        return getattr(importlib.import_module(module, __package__), name)(*args)
+
+    return call
+
+
 _COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Command]] = [
     ("sub", "subscribe and print messages", add_sub_parser, run_sub),
     ("pub", "publish messages", add_pub_parser, run_pub),
-    ("bench", "measure throughput and latency through a broker", add_bench_parser, run_bench),
+    (
+        "bench",
+        "measure throughput and latency through a broker",
+        _lazy("._bench", "add_bench_parser"),
+        _lazy("._bench", "run_bench"),
+    ),
     (
         "demo",
         "a publish/subscribe round trip (starts a broker if needed)",
-        add_demo_parser,
-        run_demo,
+        _lazy("._demo", "add_demo_parser"),
+        _lazy("._demo", "run_demo"),
     ),
 ]
 
@@ -61,8 +75,14 @@ def _add_help(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--help", action="help", help="show this help and exit")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser of the whole program (sub-commands sub, pub, bench and demo)."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of the whole program (sub-commands sub, pub, bench and demo).
+
+    Args:
+        command: build the options of this sub-command only (the one being run; the others
+            keep their name and summary for ``--help``), so that starting ``pub`` does not
+            import what ``bench`` needs. ``None`` builds all of them.
+    """
     from trio_mqtt import __version__
 
     formatter = argparse.RawDescriptionHelpFormatter
@@ -87,8 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
             add_help=False,
         )
         _add_help(sub)
-        add_arguments(sub)
-        add_connection_arguments(sub)
+        if command is None or command == name:
+            add_arguments(sub)
+            add_connection_arguments(sub)
         sub.set_defaults(handler=handler)
     return parser
 
@@ -166,8 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         5 protocol error, 130 interrupted (SIGINT), 143 terminated (SIGTERM).
     """
     console = Console()
-    parser = build_parser()
     arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(arguments[0] if arguments else None)
     if arguments and ("-D" in arguments or "--property" in arguments):
         arguments = join_property_arguments(arguments)
     try:

@@ -26,7 +26,6 @@ from trio_mqtt import (
     SubscriptionRefused,
     TlsConfigurationError,
 )
-from trio_mqtt.testing import MosquittoError
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
@@ -100,6 +99,12 @@ def _one_line(text: str) -> str:
     return text
 
 
+def _is_broker_error(exc: BaseException) -> bool:
+    """A private broker (``demo``) failed to start; imported only when the demo ran."""
+    testing = sys.modules.get("trio_mqtt.testing")
+    return testing is not None and isinstance(exc, testing.MosquittoError)
+
+
 def classify(exc: BaseException) -> tuple[ExitCode, str] | None:
     """The exit code and one-line message for an exception, or None if it is unexpected."""
     exc = _leaf(exc)
@@ -114,7 +119,7 @@ def classify(exc: BaseException) -> tuple[ExitCode, str] | None:
         code = ExitCode.REFUSED
     elif isinstance(exc, SubscriptionRefused):
         code = ExitCode.REJECTED
-    elif isinstance(exc, ConnectionLost | ConnectionClosed | RequestsDone | MosquittoError):
+    elif isinstance(exc, ConnectionLost | ConnectionClosed | RequestsDone) or _is_broker_error(exc):
         code = ExitCode.UNREACHABLE
     elif isinstance(exc, trio.TooSlowError):
         return ExitCode.UNREACHABLE, "timed out"

@@ -116,9 +116,9 @@ class ProgressBar:
 
     WIDTH = 30
 
-    def __init__(self, console: Console, total: int, *, plain_interval: float = 1.0) -> None:
+    def __init__(self, console: Console, total: int | None, *, plain_interval: float = 1.0) -> None:
         self._console = console
-        self._total = max(total, 1)
+        self._total = max(total, 1) if total is not None else None
         self._tty = console.err_is_tty
         self._plain_interval = plain_interval
         self._last_plain = -1.0
@@ -137,6 +137,12 @@ class ProgressBar:
         Plain lines are rate-limited, except the ``final`` one, which is always written.
         """
         rate = done / elapsed if elapsed > 0 else 0.0
+        if self._total is None:  # an open-ended run: a count and a rate
+            if self._tty:
+                self._console.stderr.write(f"\r{done:,} {label}  {rate:,.0f} msg/s\x1b[K")
+                self._console.stderr.flush()
+                self._drawn = True
+            return
         fraction = min(done / self._total, 1.0)
         if self._tty:
             filled = int(fraction * self.WIDTH)

@@ -1,16 +1,18 @@
 """``trio-mqtt pub``: publish messages, like mosquitto_pub.
 
 The payload comes from exactly one of ``-m`` (the text), ``-f`` (a file's bytes), ``-s`` (all of
-standard input), ``-l`` (one message per line of standard input) or ``-n`` (empty). Every
-message is published with a tracker, and a checker task waits for the trackers in order, so
-many messages are in flight at once (pipelined) while the exit code still says whether the
-broker took every one of them: QoS 0 counts once written, QoS 1 on PUBACK, QoS 2 on PUBCOMP.
+standard input), ``-l`` (one message per line of standard input) or ``-n`` (empty). Messages
+take the client's fast path (``publish_tracked_nowait``, awaiting only when the queue is full),
+so many are in flight at once while the exit code still says whether the broker took every one
+of them: QoS 0 counts once written, QoS 1 on PUBACK, QoS 2 on PUBCOMP (see :class:`_Publisher`).
+A long run on a terminal shows its progress on standard error.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import IO
 
@@ -18,6 +20,7 @@ import trio
 
 from trio_mqtt import (
     InvalidOptionError,
+    MqttConnection,
     Properties,
     ProtocolVersion,
     PublishResult,
@@ -30,13 +33,15 @@ from trio_mqtt.sansio import validate_topic
 
 from ._connect import non_negative_float, options_from_args, positive_int, qos_value, url_topic
 from ._exit import CliError, ExitCode
-from ._output import Console
+from ._output import Console, ProgressBar
 from ._properties import PropertySet
 
 __all__ = ["add_pub_parser", "run_pub"]
 
-#: Trackers the checker may lag behind the publisher before publishing waits.
+#: MQTT 5: trackers that may be pending before publishing waits for the oldest.
 PIPELINE_DEPTH = 1000
+#: Seconds before a long run starts drawing its progress line (on a terminal only).
+PROGRESS_AFTER = 1.0
 STDIN_CHUNK = 65536
 
 
@@ -178,14 +183,14 @@ def _fixed_payload(args: argparse.Namespace) -> bytes | None:
     return None
 
 
-async def _stdin_lines() -> AsyncIterator[bytes]:
-    """Lines of standard input without their ``\\n``, read in a worker thread.
+async def _stdin_lines() -> AsyncIterator[list[bytes]]:
+    """Lines of standard input without their ``\\n``, read in a worker thread, in batches.
 
     As in mosquitto_pub, only the ``\\n`` goes: a ``\\r`` before it stays in the message.
 
     Input is read in chunks of up to 64 KiB (``read1`` returns whatever is available, so a
-    line typed on a terminal is sent at once), then split; a last line without a newline
-    counts too.
+    line typed on a terminal is sent at once); each batch holds the complete lines of one
+    read (none is held back waiting for more input); a last line without a newline counts too.
     """
     stdin = _stdin_binary()
     read: Callable[[int], bytes] = getattr(stdin, "read1", stdin.read)
@@ -196,41 +201,114 @@ async def _stdin_lines() -> AsyncIterator[bytes]:
             break
         pending += chunk
         *lines, pending = pending.split(b"\n")
-        for line in lines:
-            yield line
+        if lines:
+            yield lines
     if pending:
-        yield pending
+        yield [pending]
 
 
-class _Checker:
-    """Waits for publish trackers in order and remembers the first rejection."""
+class _Publisher:
+    """Publishes through the fast path and checks what the broker said.
 
-    def __init__(self, console: Console, debug: bool) -> None:
-        self.send, self._receive = trio.open_memory_channel[tuple[int, Tracker[PublishResult]]](
-            PIPELINE_DEPTH
-        )
+    Each message goes out with ``publish_tracked_nowait`` (no scheduling pass), and only when
+    the queue is full with the awaited ``publish_tracked`` (the backpressure). With MQTT 3.1.1
+    nothing can be refused, and acknowledgements come back in the order of the messages
+    (MQTT-4.6.0-2), so only the newest tracker is kept: when it is done, so are all before it.
+    With MQTT 5 the broker may refuse any message, so every tracker is kept and read in order,
+    at most PIPELINE_DEPTH of them pending at once.
+    """
+
+    def __init__(
+        self,
+        conn: MqttConnection,
+        args: argparse.Namespace,
+        properties: Properties | None,
+        console: Console,
+        total: int | None,
+        version: ProtocolVersion,
+    ) -> None:
+        self._client = conn.client
+        self._topic = args.topic
+        self._qos = args.qos
+        self._retain = args.retain
+        self._properties = properties
         self._console = console
-        self._debug = debug
+        self._debug = args.debug
+        self._keep_all = version is ProtocolVersion.V5 or args.debug
+        self._pending: deque[tuple[int, Tracker[PublishResult]]] = deque()
+        self._last: tuple[int, Tracker[PublishResult]] | None = None
         self.published = 0
         self.rejected = 0
         self.first_rejection = ""
+        self._progress = ProgressBar(console, total) if console.err_is_tty else None
+        self._start = trio.current_time()
+        self._next_draw = self._start + PROGRESS_AFTER
 
-    async def run(self) -> None:
-        async with self._receive:
-            async for number, tracker in self._receive:
-                result = await tracker.wait()
-                self.published += 1
-                if not result.is_success:
-                    self.rejected += 1
-                    description = _describe_rejection(number, result)
-                    if not self.first_rejection:
-                        self.first_rejection = description
-                    if self._debug:
-                        self._console.err(description)
-                elif self._debug:
-                    self._console.err(
-                        f"message {number} acknowledged (packet id {result.packet_id})"
-                    )
+    async def publish(self, payload: bytes, *, track: bool) -> None:
+        """Hand one message to the session (waiting only while the queue is full).
+
+        ``track``: the last message of a batch, whose tracker vouches for those before it.
+        """
+        client = self._client
+        if not (track or self._keep_all):
+            try:
+                client.publish_nowait(
+                    self._topic, payload, self._qos, self._retain, properties=self._properties
+                )
+            except trio.WouldBlock:
+                await client.publish(
+                    self._topic, payload, self._qos, self._retain, properties=self._properties
+                )
+            self.published += 1
+            self._show_progress()
+            return
+        try:
+            tracker = client.publish_tracked_nowait(
+                self._topic, payload, self._qos, self._retain, properties=self._properties
+            )
+        except trio.WouldBlock:
+            tracker = await client.publish_tracked(
+                self._topic, payload, self._qos, self._retain, properties=self._properties
+            )
+        self.published += 1
+        entry = (self.published, tracker)
+        if self._keep_all:
+            self._pending.append(entry)
+            if len(self._pending) >= PIPELINE_DEPTH:
+                await self._settle(*self._pending.popleft())
+        else:
+            self._last = entry
+        self._show_progress()
+
+    def _show_progress(self) -> None:
+        if self._progress is not None and not self.published % 1000:
+            now = trio.current_time()
+            if now >= self._next_draw:
+                self._next_draw = now + 0.2
+                self._progress.update(self.published, now - self._start, "published")
+
+    async def finish(self) -> None:
+        """Wait until the broker has every message; report on the progress line."""
+        while self._pending:
+            await self._settle(*self._pending.popleft())
+        if self._last is not None:
+            await self._settle(*self._last)
+        if self._progress is not None and self.published >= 1000:
+            elapsed = trio.current_time() - self._start
+            self._progress.update(self.published, elapsed, "published", final=True)
+            self._progress.finish()
+
+    async def _settle(self, number: int, tracker: Tracker[PublishResult]) -> None:
+        result = await tracker.wait()
+        if not result.is_success:
+            self.rejected += 1
+            description = _describe_rejection(number, result)
+            if not self.first_rejection:
+                self.first_rejection = description
+            if self._debug:
+                self._console.err(description)
+        elif self._debug:
+            self._console.err(f"message {number} acknowledged (packet id {result.packet_id})")
 
 
 def _describe_rejection(number: int, result: PublishResult) -> str:
@@ -257,36 +335,30 @@ async def run_pub(args: argparse.Namespace, console: Console) -> int:
     payload = _fixed_payload(args)
     options = options_from_args(args, "pub")
     properties = message_properties(args, options.protocol_version)
-    checker = _Checker(console, args.debug)
-    async with open_mqtt_connection(options) as conn, trio.open_nursery() as nursery:
-        client = conn.client
-        nursery.start_soon(checker.run)
-        async with checker.send:
-            number = 0
-            if payload is None:
-                async for line in _stdin_lines():
-                    number += 1
-                    tracker = await client.publish_tracked(
-                        args.topic, line, args.qos, args.retain, properties=properties
-                    )
-                    await checker.send.send((number, tracker))
-            else:
-                for number in range(1, args.repeat + 1):
-                    if number > 1 and args.interval:
-                        await trio.sleep(args.interval)
-                    tracker = await client.publish_tracked(
-                        args.topic, payload, args.qos, args.retain, properties=properties
-                    )
-                    await checker.send.send((number, tracker))
+    total = None if payload is None else args.repeat
+    async with open_mqtt_connection(options) as conn:
+        publisher = _Publisher(conn, args, properties, console, total, options.protocol_version)
+        if payload is None:
+            async for lines in _stdin_lines():
+                for line in lines[:-1]:
+                    await publisher.publish(line, track=False)
+                await publisher.publish(lines[-1], track=True)
+        else:
+            last = args.repeat - 1
+            for number in range(args.repeat):
+                if number and args.interval:
+                    await trio.sleep(args.interval)
+                await publisher.publish(payload, track=number == last or bool(args.interval))
+        await publisher.finish()
         disconnect = PropertySet(args.properties).get("disconnect")
         if disconnect:
-            await client.disconnect(properties=disconnect)
+            await conn.client.disconnect(properties=disconnect)
     if args.debug:
-        console.err(f"published {checker.published} message(s)")
-    if checker.rejected:
+        console.err(f"published {publisher.published} message(s)")
+    if publisher.rejected:
         raise CliError(
             ExitCode.REJECTED,
-            f"the broker rejected {checker.rejected} of {checker.published} message(s) "
-            f"(first: {checker.first_rejection})",
+            f"the broker rejected {publisher.rejected} of {publisher.published} message(s) "
+            f"(first: {publisher.first_rejection})",
         )
     return ExitCode.OK

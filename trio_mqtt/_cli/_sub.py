@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import math
 import random
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -39,9 +40,11 @@ from ._connect import (
     url_topic,
 )
 from ._exit import CliError, ExitCode
-from ._format import FormatError, compile_format
 from ._output import Console, message_json
 from ._properties import PropertySet
+
+if TYPE_CHECKING:
+    from ._format import Format
 
 __all__ = ["add_sub_parser", "run_sub"]
 
@@ -179,8 +182,10 @@ class _Printer:
         self._eol = b"\n" if args.eol else b""
         self._json = args.json
         self._verbose = args.verbose
-        self._format = None
+        self._format: Format | None = None
         if args.format is not None:
+            from ._format import FormatError, compile_format  # only -F needs it
+
             try:
                 self._format = compile_format(args.format, pretty=args.pretty)
             except FormatError as exc:
