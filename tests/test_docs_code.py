@@ -268,6 +268,7 @@ def _in_connection(name: str, *before: str) -> str:
 
 
 EXPECTED: dict[str, Page] = {
+    "index.rst": Page(blocks=(Expect("client_id=hello", lines=("hello/world b'hi'",)),)),
     "tutorial.rst": Page(
         blocks=(
             Expect("trio.run(main)", lines=("connected: True",)),
