@@ -157,16 +157,16 @@ class PropertySet:
         """The CONNECT properties as :class:`~trio_mqtt.MqttOptions` settings."""
         values = dict(self._values.get("connect", {}))
         options: dict[str, Any] = {}
-        renamed = {
-            "session_expiry_interval": "session_expiry_interval",
-            "receive_maximum": "receive_maximum",
-            "topic_alias_maximum": "topic_alias_maximum",
-            "user_properties": "user_properties",
-            "maximum_packet_size": "max_incoming_packet_size",
-        }
-        for name, option in renamed.items():
+        for name in (
+            "session_expiry_interval",
+            "receive_maximum",
+            "topic_alias_maximum",
+            "user_properties",
+        ):
             if name in values:
-                options[option] = values.pop(name)
+                options[name] = values.pop(name)
+        if "maximum_packet_size" in values:  # ours, announced to the broker
+            options["max_incoming_packet_size"] = values.pop("maximum_packet_size")
         for flag in ("request_problem_information", "request_response_information"):
             if flag in values:
                 options[flag] = bool(values.pop(flag))

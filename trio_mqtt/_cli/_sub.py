@@ -214,15 +214,6 @@ class _Printer:
         return message.payload + self._eol if message.payload else b""
 
 
-def format_message(message: Publish, args: argparse.Namespace) -> bytes:
-    """The output (with its newline) for one message, as ``sub`` prints it."""
-    return _Printer(args, Console()).render(message)
-
-
-class _Done(Exception):
-    """--retained-only met a message that is not retained: stop, successfully."""
-
-
 async def _subscribe(args: argparse.Namespace, conn: MqttConnection, console: Console) -> None:
     properties = PropertySet(args.properties)
     retain_handling = (
