@@ -424,3 +424,13 @@ def test_url_topic_split() -> None:
     assert url_topic("mqtts://u:p@h/a/b?client_id=x") == ("mqtts://u:p@h/?client_id=x", "a/b")
     assert url_topic("mqtt://h:1/") == ("mqtt://h:1/", None)
     assert url_topic("ws://h/mqtt") == ("ws://h/mqtt", None)
+
+
+def test_url_with_a_wildcard_topic_keeps_its_query_keys() -> None:
+    from trio_mqtt._cli._connect import options_from_args
+
+    args = build_parser("sub").parse_args(
+        ["sub", "-L", "mqtt://h:1884/a/#?client_id=kept&keep_alive_secs=7"]
+    )
+    options = options_from_args(args, "sub")
+    assert (options.client_id, options.keep_alive, options.port) == ("kept", 7, 1884)

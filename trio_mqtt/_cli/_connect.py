@@ -508,21 +508,22 @@ def options_from_args(
     will = _will(args, properties)
     if will is not None:
         overrides["will"] = will
-    url_gives_id = args.url is not None and _url_has_client_id(args.url)
+    url = url_topic(args.url)[0] if args.url is not None else None
+    url_gives_id = url is not None and _url_has_client_id(url)
     explicit_id = args.client_id is not None or url_gives_id
     overrides.update(_session_settings(args, version or ProtocolVersion.V311, explicit_id))
     if args.id_prefix is not None:
         generated = f"{args.id_prefix}{os.getpid()}"
     else:
         generated = client_id or default_client_id(command)
-    if args.url is not None:
+    if url is not None:
         if args.host is not None or args.port is not None or args.unix is not None:
             raise InvalidOptionError("give the broker either as --url or as -h/-p/--unix")
         if args.client_id is not None:
             overrides["client_id"] = args.client_id
         elif not url_gives_id:
             overrides["client_id"] = generated
-        options = MqttOptions.from_url(url_topic(args.url)[0], **overrides)
+        options = MqttOptions.from_url(url, **overrides)
         if _tls_requested(args):
             options = options.replace(transport=_with_tls(args, options.transport))
         else:
