@@ -330,6 +330,8 @@ def test_mosquitto_resends_released_qos2_after_restore(mosquitto_factory: object
     broker: MosquittoBroker = mosquitto_factory(  # type: ignore[operator]
         persistence=True, max_inflight_messages=0, max_queued_messages=0
     )
+    if not isinstance(broker, MosquittoBroker):
+        pytest.skip("documents a mosquitto defect (tests/broker checks the embedded broker)")
     version = ProtocolVersion.V5
 
     def connect(client_id: str, persistent: bool) -> tuple[socket.socket, PacketDecoder]:

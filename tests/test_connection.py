@@ -139,7 +139,9 @@ async def test_refused_login_raises_connection_refused(
         with pytest.raises(ConnectionRefused) as info:
             async with open_mqtt_connection(options):
                 pass  # pragma: no cover
-        assert info.value.reason_code == 5
+        # mosquitto answers 5 (not authorized), the embedded broker 4 (bad user name or
+        # password): MQTT 3.1.1 allows either for a wrong password.
+        assert info.value.reason_code in (4, 5)
         good = options.replace(password="secret")
         async with open_mqtt_connection(good) as conn:
             assert conn.connected

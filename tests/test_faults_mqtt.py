@@ -46,7 +46,7 @@ async def test_half_open_link_is_noticed_within_the_bound(
                 while not isinstance(event := await conn.poll(), Disconnected):
                     pass
                 noticed = trio.current_time() - last_sent
-                assert isinstance(event.error, KeepAliveTimeout)
+                assert isinstance(event.error, KeepAliveTimeout), (event, noticed)
                 proxy.restore()
                 # It reconnects by itself and works again.
                 await conn.client.publish("ho", b"after", qos=QoS.AT_LEAST_ONCE)

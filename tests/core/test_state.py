@@ -393,7 +393,13 @@ def test_paused_reader_suspends_pingresp_timeout() -> None:
     client = broker.client
     client.handle_timeout(10.0)
     client.set_reader_paused(True, 11.0)
-    assert client.next_deadline() is None
+    # no PINGRESP timeout while paused, but a PINGREQ each keep alive of outbound silence
+    # (MQTT-3.1.2-23: a broker enforcing 1.5 times the keep alive must not drop a slow reader)
+    assert client.next_deadline() == 20.0
+    broker.pump()
+    client.handle_timeout(20.0)
+    assert [type(p) for p in broker.pump()] == [PingReq]
+    assert client.next_deadline() == 30.0
     client.handle_timeout(100.0)  # no timeout while paused
     client.set_reader_paused(False, 100.0)
     assert client.next_deadline() == 103.0

@@ -16,10 +16,13 @@ from ._broker import (
     MosquittoError as MosquittoError,
     find_mosquitto as find_mosquitto,
 )
+from ._embedded import EmbeddedBroker as EmbeddedBroker, EmbeddedBrokerError as EmbeddedBrokerError
 from ._faults import FaultProxy as FaultProxy, open_fault_proxy as open_fault_proxy
 
 __all__ = [
     "INSTALL_HINT",
+    "EmbeddedBroker",
+    "EmbeddedBrokerError",
     "FaultProxy",
     "MosquittoBroker",
     "MosquittoError",

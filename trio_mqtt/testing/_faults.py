@@ -256,7 +256,10 @@ class FaultProxy:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 data = b""
             if not data:
-                # One side went away: end the whole link, as a TCP proxy would.
+                # One side went away: end the whole link, as a TCP proxy would; but a blackholed
+                # direction holds the end of file like any other bytes, or a partition would
+                # leak a close (a broker enforcing its keepalive) to the other end.
+                await self._flowing[direction].wait()
                 link._scope.cancel()
                 return
             await self._flowing[direction].wait()
