@@ -51,12 +51,33 @@ def ensure_mosquitto(session: nox.Session, *, required: bool = True) -> None:
         session.error(MOSQUITTO_HINT)
 
 
+#: Integration tests that take a broker from the ``mosquitto`` fixtures; they run a second time
+#: against the embedded broker (TRIO_MQTT_TEST_BROKER=embedded, see tests/conftest.py).
+EMBEDDED_BROKER_TESTS = (
+    "tests/test_batches.py",
+    "tests/test_broker_policies.py",
+    "tests/test_chaos.py",
+    "tests/test_cli.py",
+    "tests/test_connection.py",
+    "tests/test_examples.py",
+    "tests/test_faults_mqtt.py",
+    "tests/test_features.py",
+    "tests/test_readme.py",
+    "tests/test_store_crash.py",
+    "tests/test_store_crash_subscriber.py",
+    "tests/test_sync.py",
+)
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The whole test suite against private mosquitto brokers."""
+    """The whole test suite against private mosquitto brokers, then the integration tests again
+    against the embedded broker (``nox -s tests -- ARGS`` runs only ``pytest ARGS``)."""
     ensure_mosquitto(session)
     session.install("-e", ".[test]")
     session.run("pytest", *session.posargs)
+    if not session.posargs:
+        session.run("pytest", *EMBEDDED_BROKER_TESTS, env={"TRIO_MQTT_TEST_BROKER": "embedded"})
 
 
 @nox.session
@@ -94,7 +115,7 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """The main job: a publish/subscribe round trip through a broker (started if needed)."""
-    ensure_mosquitto(session, required=False)
+    """The main job: a publish/subscribe round trip through a broker (the embedded one if nothing
+    answers on localhost:1883, so no mosquitto is needed)."""
     session.install("-e", ".")
     session.run("trio-mqtt", "demo", *session.posargs)

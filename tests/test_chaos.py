@@ -96,7 +96,14 @@ async def _quiet(proxy: FaultProxy, caught_up: Callable[[], bool]) -> None:
 
 
 def _save_then_kill(broker: MosquittoBroker) -> None:
-    """Make mosquitto save its database (SIGUSR1, wait for the new file), then SIGKILL it."""
+    """Make mosquitto save its database (SIGUSR1, wait for the new file), then SIGKILL it.
+
+    The embedded broker keeps its state in memory across a kill (``persistence=True``), so it is
+    killed straight away.
+    """
+    if not isinstance(broker, MosquittoBroker):
+        broker.kill()
+        return
     database = broker.directory / "mosquitto.db"
 
     def stamp() -> tuple[int, int] | None:

@@ -11,9 +11,9 @@ from trio_mqtt._core._packets import (
     ProtocolVersion,
     PubAck,
     PubComp,
+    Publish,
     PubRec,
     PubRel,
-    Publish,
     QoS,
     SubAck,
     Subscribe,
@@ -60,23 +60,27 @@ class Peer:
         kwargs.setdefault("protocol_version", self.version)
         self.send(Connect(client_id, **kwargs))  # type: ignore[arg-type]
         packets = self.recv()
-        assert packets and isinstance(packets[0], ConnAck), packets
+        assert packets, packets
+        assert isinstance(packets[0], ConnAck), packets
         self.inbox = packets[1:]
         return packets[0]
 
-    def subscribe(self, *filters: str | Subscription, qos: int = 0, packet_id: int = 1,
-                  **kwargs: object) -> SubAck:
+    def subscribe(
+        self, *filters: str | Subscription, qos: int = 0, packet_id: int = 1, **kwargs: object
+    ) -> SubAck:
         subs = tuple(
             f if isinstance(f, Subscription) else Subscription(f, QoS(qos)) for f in filters
         )
         self.send(Subscribe(packet_id, subs, **kwargs))  # type: ignore[arg-type]
         packets = self.recv()
-        assert packets and isinstance(packets[0], SubAck), packets
+        assert packets, packets
+        assert isinstance(packets[0], SubAck), packets
         self.inbox = packets[1:]
         return packets[0]
 
-    def publish(self, topic: str, payload: bytes = b"x", qos: int = 0, packet_id: int = 0,
-                **kwargs: object) -> list[Packet]:
+    def publish(
+        self, topic: str, payload: bytes = b"x", qos: int = 0, packet_id: int = 0, **kwargs: object
+    ) -> list[Packet]:
         if qos and not packet_id:
             packet_id = 1
         self.send(Publish(topic, payload, QoS(qos), packet_id=packet_id, **kwargs))  # type: ignore[arg-type]

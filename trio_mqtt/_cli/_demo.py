@@ -1,9 +1,9 @@
 """``trio-mqtt demo``: a real publish/subscribe round trip, with a broker found or started.
 
 Theory of operation: the broker is the one named by ``--url`` or ``-h``/``-p`` if given;
-otherwise whatever answers on localhost:1883; otherwise a private mosquitto started on a free
-loopback port with :class:`trio_mqtt.testing.MosquittoBroker` (and stopped at the end). When
-mosquitto is not installed either, the demo says how to install it and exits with code 4.
+otherwise whatever answers on localhost:1883; otherwise the embedded broker
+(:func:`trio_mqtt.broker.open_mqtt_broker`) started in this process on a free loopback port and
+stopped at the end, so nothing needs to be installed.
 
 The demo then subscribes to a private topic tree at QoS 2, publishes one message at each QoS
 with a tracker (so it can show the broker's acknowledgement), waits for the three messages to
@@ -20,26 +20,20 @@ import socket
 import trio
 
 from trio_mqtt import MqttError, MqttOptions, QoS, open_mqtt_connection
-from trio_mqtt.testing import MosquittoBroker, find_mosquitto
+from trio_mqtt.broker import open_mqtt_broker
 
 from ._bench import run_benchmark
 from ._connect import describe_broker, options_from_args, positive_int
 from ._exit import CliError, ExitCode, classify
 from ._output import Console
 
-__all__ = ["INSTALL_HELP", "add_demo_parser", "run_demo"]
+__all__ = ["add_demo_parser", "run_demo"]
 
 #: Where the demo looks for a broker that is already running.
 LOCAL_HOST = "127.0.0.1"
 LOCAL_PORT = 1883
 PROBE_TIMEOUT = 0.5
 RECEIVE_TIMEOUT = 10.0
-
-INSTALL_HELP = (
-    "no MQTT broker answers on localhost:1883 and mosquitto is not installed; install it with "
-    "`sudo apt-get install -y mosquitto` (Debian/Ubuntu) or `brew install mosquitto` (macOS), "
-    "or give a broker with --url"
-)
 
 _ACK_NAMES = {0: "written to the socket", 1: "PUBACK received", 2: "PUBREC/PUBREL/PUBCOMP done"}
 
@@ -49,7 +43,7 @@ def add_demo_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--private-broker",
         action="store_true",
-        help="always start a private mosquitto instead of using one on localhost:1883",
+        help="always start the embedded broker instead of using one on localhost:1883",
     )
     parser.add_argument(
         "--bench-count",
@@ -77,7 +71,7 @@ def _broker_given(args: argparse.Namespace) -> bool:
 
 
 async def _choose_broker(
-    args: argparse.Namespace, console: Console, stack: contextlib.ExitStack
+    args: argparse.Namespace, console: Console, stack: contextlib.AsyncExitStack
 ) -> MqttOptions:
     """Options for the broker to use, starting a private one if needed (closed by ``stack``)."""
     if _broker_given(args):
@@ -88,19 +82,8 @@ async def _choose_broker(
             args.host, args.port = LOCAL_HOST, LOCAL_PORT
             return options_from_args(args, "demo")
         console.out(f"nothing answers on {LOCAL_HOST}:{LOCAL_PORT}")
-    executable = find_mosquitto()
-    if executable is None:
-        raise CliError(ExitCode.UNREACHABLE, INSTALL_HELP)
-    # An unlimited per-client window: mosquitto 2.0.x can leave QoS 2 messages undelivered
-    # beyond its default window of 20 (see docs/design.rst, "Known broker behaviour").
-    broker = MosquittoBroker(
-        executable=executable,
-        max_inflight_messages=0,
-        log_types=("error", "warning"),
-    )
-    stack.callback(broker.close)
-    await trio.to_thread.run_sync(broker.start)
-    console.out(f"started a private mosquitto ({executable}) on {broker.host}:{broker.port}")
+    broker = await stack.enter_async_context(open_mqtt_broker("127.0.0.1", 0))
+    console.out(f"started the embedded broker (trio_mqtt.broker) on {broker.host}:{broker.port}")
     args.host, args.port = broker.host, broker.port
     return options_from_args(args, "demo")
 
@@ -143,7 +126,7 @@ async def _round_trip(options: MqttOptions, console: Console) -> None:
 
 async def run_demo(args: argparse.Namespace, console: Console) -> int:
     """Run ``trio-mqtt demo``; returns the exit code."""
-    with contextlib.ExitStack() as stack:
+    async with contextlib.AsyncExitStack() as stack:
         probed = not _broker_given(args) and not args.private_broker
         options = await _choose_broker(args, console, stack)
         probed = probed and options.port == LOCAL_PORT
@@ -156,7 +139,7 @@ async def run_demo(args: argparse.Namespace, console: Console) -> int:
             raise CliError(
                 classified[0],
                 f"{classified[1]} (the demo used whatever answers on {LOCAL_HOST}:{LOCAL_PORT}; "
-                f"run `trio-mqtt demo --private-broker` to start a broker of its own)",
+                f"run `trio-mqtt demo --private-broker` to use the embedded broker)",
             ) from exc
         result = await run_benchmark(
             options, qos=QoS.AT_LEAST_ONCE, count=args.bench_count, size=64, stall_timeout=10.0

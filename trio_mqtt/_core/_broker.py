@@ -68,9 +68,9 @@ from ._packets import (
     ProtocolVersion,
     PubAck,
     PubComp,
+    Publish,
     PubRec,
     PubRel,
-    Publish,
     QoS,
     RetainHandling,
     SubAck,
@@ -104,8 +104,8 @@ _QOS = (QoS.AT_MOST_ONCE, QoS.AT_LEAST_ONCE, QoS.EXACTLY_ONCE)
 Authenticator = Callable[[str, "str | None", "bytes | None"], bool]
 """``authenticate(client_id, username, password)``: whether the client may connect."""
 Authorizer = Callable[[str, "str | None", str, str], bool]
-"""``authorize(client_id, username, action, topic)``: ``action`` is ``"publish"`` or
-``"subscribe"`` (``topic`` is then the filter, ``$share/...`` included)."""
+"""``authorize(client_id, username, action, topic)``: ``action`` is ``"publish"``,
+``"subscribe"`` (``topic`` is then the filter, ``$share/...`` included) or ``"receive"``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +142,8 @@ class BrokerConfig:
         authenticate: ``authenticate(client_id, username, password) -> bool``, used instead
             of ``users``.
         authorize: ``authorize(client_id, username, action, topic) -> bool`` for every PUBLISH
-            (``"publish"``) and every filter of a SUBSCRIBE (``"subscribe"``).
+            (``"publish"``), every filter of a SUBSCRIBE (``"subscribe"``) and every message
+            about to be delivered to a session (``"receive"``, with the message's topic).
     """
 
     max_connections: int = 10_000
@@ -254,6 +255,7 @@ class Session:
 
     client_id: str
     expiry_interval: int = 0
+    username: str | None = None
     subscriptions: dict[str, Route] = field(default_factory=dict)
     inflight: dict[int, Delivery] = field(default_factory=dict)
     queue: deque[Delivery] = field(default_factory=deque)
@@ -274,6 +276,17 @@ class Session:
                 self.next_packet_id = pid
                 return pid
         raise RuntimeError("no free packet identifier")  # the window is at most 65535
+
+
+@dataclass(slots=True)
+class _Target:
+    """One session's copy of a message matched by several of its subscriptions (MQTT-3.3.4-2:
+    the highest QoS, every subscription identifier)."""
+
+    session: Session
+    qos: int
+    retain: bool
+    ids: list[int] = field(default_factory=list)
 
 
 class _Violation(Exception):
@@ -465,14 +478,16 @@ class Broker:
             options = route.options
             if options.no_local and route.group is None and route.session.client_id == sender:
                 return 0
-            qos = min(msg_qos, options.qos)
-            ids = () if route.identifier is None else (route.identifier,)
             self._deliver(
-                route.session, message, qos, message.retain and options.retain_as_published, ids,
+                route.session,
+                message,
+                min(msg_qos, options.qos),
+                message.retain and options.retain_as_published,
+                () if route.identifier is None else (route.identifier,),
                 now,
             )
             return 1
-        targets: dict[int, list[object]] = {}
+        targets: dict[int, _Target] = {}
         for route in routes:
             options = route.options
             session = route.session
@@ -480,24 +495,17 @@ class Broker:
                 continue
             qos = min(msg_qos, options.qos)
             retain = message.retain and options.retain_as_published
-            entry = targets.get(id(session))
-            if entry is None:
-                ids: list[int] = []
-                targets[id(session)] = [session, qos, retain, ids]
-                entry = targets[id(session)]
+            target = targets.get(id(session))
+            if target is None:
+                target = targets[id(session)] = _Target(session, qos, retain)
             else:
-                entry[1] = max(entry[1], qos)  # type: ignore[call-overload]
-                entry[2] = entry[2] or retain
+                target.qos = max(target.qos, qos)
+                target.retain = target.retain or retain
             if route.identifier is not None:
-                entry[3].append(route.identifier)  # type: ignore[attr-defined]
-        for session, qos, retain, ids in targets.values():
+                target.ids.append(route.identifier)
+        for target in targets.values():
             self._deliver(
-                session,  # type: ignore[arg-type]
-                message,
-                qos,  # type: ignore[arg-type]
-                retain,  # type: ignore[arg-type]
-                tuple(ids),  # type: ignore[arg-type]
-                now,
+                target.session, message, target.qos, target.retain, tuple(target.ids), now
             )
         return len(targets)
 
@@ -510,6 +518,11 @@ class Broker:
         ids: tuple[int, ...],
         now: float,
     ) -> None:
+        authorize = self.config.authorize
+        if authorize is not None and not authorize(
+            session.client_id, session.username, "receive", message.topic
+        ):
+            return
         conn = session.connection
         stats = self._stats
         if qos == 0:
@@ -636,18 +649,18 @@ class BrokerConnection:
         except MalformedPacketError as exc:
             self._protocol_failure(exc.reason_code, now)
             return
-        except Exception:  # noqa: BLE001 - the codec is not supposed to raise anything else
+        except Exception:
             broker._stats.internal_errors += 1
             self._protocol_failure(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR, now)
             return
         for packet in packets:
-            if self._state is _State.CLOSED:
+            if self.closed:
                 return
             try:
                 self._handle(packet, now)
             except _Violation as exc:
                 self._protocol_failure(exc.code, now)
-            except Exception:  # noqa: BLE001 - the firewall: no input may crash the broker
+            except Exception:
                 broker._stats.internal_errors += 1
                 self._protocol_failure(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR, now)
 
@@ -696,7 +709,9 @@ class BrokerConnection:
     def _has_window(self) -> bool:
         session = self.session
         assert session is not None
-        return len(session.inflight) < self._window and self._out_size < self._config.max_output_bytes
+        return (
+            len(session.inflight) < self._window and self._out_size < self._config.max_output_bytes
+        )
 
     def _send_publish(
         self,
@@ -757,7 +772,12 @@ class BrokerConnection:
         delivery.phase = _Phase.PUBACK if delivery.qos == 1 else _Phase.PUBREC
         session.inflight[pid] = delivery
         if not self._send_publish(
-            delivery.message, delivery.qos, delivery.retain, delivery.subscription_ids, pid, False,
+            delivery.message,
+            delivery.qos,
+            delivery.retain,
+            delivery.subscription_ids,
+            pid,
+            False,
             now,
         ):
             del session.inflight[pid]
@@ -918,10 +938,7 @@ class BrokerConnection:
         if existing is not None and existing.connection is not None:
             existing.connection.close(now, ReasonCode.SESSION_TAKEN_OVER)  # MQTT-3.1.4-3
         existing = broker.sessions.get(client_id)
-        if v5:
-            expiry = props.session_expiry_interval or 0
-        else:
-            expiry = 0 if packet.clean_start else NEVER
+        expiry = props.session_expiry_interval or 0 if v5 else 0 if packet.clean_start else NEVER
         granted_expiry = min(expiry, config.max_session_expiry)
         session_present = False
         if existing is not None and packet.clean_start:
@@ -936,6 +953,7 @@ class BrokerConnection:
             session.will = None  # a delayed will is cancelled by the reconnection
             session.will_at = None
         session.expiry_interval = granted_expiry
+        session.username = packet.username
         session.expires_at = None
         session.connection = self
         self.session = session

@@ -21,8 +21,9 @@ filter, which is linear in the store's size: the store is bounded by
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, TypeAlias
 
 from ._packets import NO_PROPERTIES, Properties, Subscription
 from ._topics import FilterTree, matches, parse_shared
@@ -102,7 +103,7 @@ class SharedGroup:
         return candidate
 
 
-_Entry = Union[Route, SharedGroup]
+_Entry: TypeAlias = "Route | SharedGroup"
 
 
 class Router:
@@ -119,8 +120,10 @@ class Router:
     @property
     def subscription_count(self) -> int:
         """Number of subscriptions (each member of a shared group counts once)."""
-        return len(self._tree) - len(self._groups) + sum(
-            len(group.members) for group in self._groups.values()
+        return (
+            len(self._tree)
+            - len(self._groups)
+            + sum(len(group.members) for group in self._groups.values())
         )
 
     def add(self, route: Route) -> None:
@@ -142,10 +145,8 @@ class Router:
         """Remove a stored route (a no-op for a route that is not stored)."""
         shared = parse_shared(route.topic_filter)
         if shared is None:
-            try:
+            with contextlib.suppress(ValueError):
                 self._tree.remove(route.topic_filter, route)
-            except ValueError:
-                pass
             return
         key = shared
         group = self._groups.get(key)

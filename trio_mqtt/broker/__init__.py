@@ -15,6 +15,7 @@ from .._core._broker import (
     BrokerConnection as BrokerConnection,
     BrokerStatistics as BrokerStatistics,
 )
+from ._acl import AccessControl as AccessControl, AclError as AclError
 from ._server import (
     BoundListener as BoundListener,
     Listener as Listener,
@@ -23,6 +24,8 @@ from ._server import (
 )
 
 __all__ = [
+    "AccessControl",
+    "AclError",
     "BoundListener",
     "Broker",
     "BrokerConfig",

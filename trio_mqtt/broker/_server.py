@@ -152,9 +152,7 @@ class MqttBroker:
     ) -> int:
         """Publish from the broker itself (no client needed); returns the sessions reached."""
         data = payload.encode() if isinstance(payload, str) else payload
-        reached = self.core.publish(
-            topic, data, qos, retain, properties, now=trio.current_time()
-        )
+        reached = self.core.publish(topic, data, qos, retain, properties, now=trio.current_time())
         self._wake()
         return reached
 
@@ -212,7 +210,7 @@ class MqttBroker:
                 except (trio.TooSlowError, *_STREAM_ERRORS, ValueError, RuntimeError):
                     await trio.aclose_forcefully(stream)
                     return
-                except Exception:  # noqa: BLE001 - a bad handshake must not kill the server
+                except Exception:
                     await trio.aclose_forcefully(stream)
                     return
             await self._run_connection(stream)
@@ -246,7 +244,7 @@ class MqttBroker:
                 data = await stream.receive_some(_RECEIVE_SIZE)
             except _STREAM_ERRORS:
                 return
-            except Exception:  # noqa: BLE001 - e.g. a WebSocket protocol error
+            except Exception:
                 return
             if not data:
                 return
@@ -275,19 +273,20 @@ class MqttBroker:
                 link.event = trio.Event()
         except _STREAM_ERRORS:
             pass
-        except Exception:  # noqa: BLE001 - e.g. a WebSocket stream already closing
+        except Exception:
             pass
         scope.cancel()
 
-    def _abort(self) -> None:
-        """Make leaving the block close every socket at once, with no DISCONNECT."""
+    def abort(self) -> None:
+        """Make leaving the block close every socket at once, with no DISCONNECT (as if the
+        broker crashed; wills are still published)."""
         self._aborted = True
 
-    async def _drain(self, timeout: float) -> None:
+    async def _drain(self, grace: float) -> None:
         """Close every connection (MQTT 5 clients get DISCONNECT 0x8B) and wait briefly."""
         self.core.close_all(trio.current_time(), ReasonCode.SERVER_SHUTTING_DOWN)
         self._wake()
-        with trio.move_on_after(timeout):
+        with trio.move_on_after(grace):
             await self._idle.wait()
 
 

@@ -38,9 +38,9 @@ async def accept_websocket(stream: trio.abc.Stream, max_packet_size: int) -> Web
         if seen > _MAX_HANDSHAKE:
             raise ValueError("WebSocket handshake too long")
         try:
-            ws.receive_data(data)
+            ws.receive_data(bytes(data))
             events = list(ws.events())
-        except Exception as exc:  # noqa: BLE001 - wsproto/h11 errors: refuse the handshake
+        except Exception as exc:
             await stream.send_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
             raise ValueError(f"not a WebSocket upgrade: {exc}") from exc
         for event in events:

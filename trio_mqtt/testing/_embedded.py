@@ -12,12 +12,12 @@ written for one run against the other: that is how the integration suite runs tw
 No binary is needed: ``pip install trio-mqtt`` is enough. Ports are chosen on the first start
 and kept, so :meth:`EmbeddedBroker.restart` comes back where clients expect it. With
 ``persistence=True`` the broker's sessions, queued messages and retained messages survive
-``stop``/``start`` (the sans-IO state is kept in memory; give ``persistence_path`` to keep
-them in an SQLite file instead, which also survives the process).
+``stop``/``start`` and ``kill`` (the sans-IO state is kept in memory, not on disk).
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import ssl
 import tempfile
@@ -64,7 +64,6 @@ class EmbeddedBroker:
         websockets_tls: bool = False,
         unix_socket: bool = False,
         persistence: bool = False,
-        persistence_path: str | Path | None = None,
         max_inflight_messages: int | None = None,
         max_queued_messages: int | None = None,
         max_packet_size: int | None = None,
@@ -101,6 +100,10 @@ class EmbeddedBroker:
             words = line.split()
             if len(words) == 2 and words[0] == "max_topic_alias":
                 fields["topic_alias_maximum"] = int(words[1])
+            elif len(words) == 2 and words[0] == "acl_file":
+                from ..broker._acl import AccessControl
+
+                fields["authorize"] = AccessControl.from_file(words[1]).authorize
             else:
                 raise NotImplementedError(f"the embedded broker does not understand {line!r}")
         fields.update(config or {})
@@ -110,8 +113,7 @@ class EmbeddedBroker:
         self._websockets = websockets
         self._websockets_tls = websockets_tls
         self._unix_socket = unix_socket
-        self._persistence = persistence or persistence_path is not None
-        self._persistence_path = None if persistence_path is None else str(persistence_path)
+        self._persistence = persistence
         self._start_timeout = start_timeout
         self._stop_timeout = stop_timeout
         self._dir = Path(tempfile.mkdtemp(prefix="trio-mqtt-embedded-"))
@@ -177,7 +179,11 @@ class EmbeddedBroker:
         if self._websockets_tls:
             out.append(
                 Listener(
-                    "wss", _LOCALHOST, self._ports.get("wss", 0), None, self._server_context,
+                    "wss",
+                    _LOCALHOST,
+                    self._ports.get("wss", 0),
+                    None,
+                    self._server_context,
                     ws_path="/",
                 )
             )
@@ -186,10 +192,6 @@ class EmbeddedBroker:
         return out
 
     def _make_core(self) -> Broker:
-        if self._persistence_path is not None:
-            from ..broker._persist import open_persistent_broker
-
-            return open_persistent_broker(self._persistence_path, self.config)
         if self._persistence and self._core is not None:
             return self._core
         return Broker(self.config)
@@ -201,27 +203,31 @@ class EmbeddedBroker:
         self._core = core
         self._token = trio.lowlevel.current_trio_token()
         stop = self._stop_event = trio.Event()
-        kinds = ["mqtt"] + [k for k, on in (("tls", self._tls), ("ws", self._websockets),
-                                          ("wss", self._websockets_tls)) if on]
+        kinds = ["mqtt"] + [
+            k
+            for k, on in (
+                ("tls", self._tls),
+                ("ws", self._websockets),
+                ("wss", self._websockets_tls),
+            )
+            if on
+        ]
         async with open_mqtt_broker(
             port=None, listeners=self._listeners(), core=core, shutdown_timeout=1.0
         ) as broker:
             self._broker = broker
             tcp_like = [b for b in broker.listeners if b.listener.kind != "unix"]
-            for kind, bound in zip(kinds, tcp_like):
+            for kind, bound in zip(kinds, tcp_like, strict=False):
                 self._ports[kind] = bound.port
             started.set()
             await stop.wait()
             if self._abort:
-                broker._abort()
-        closer = getattr(core, "close_store", None)
-        if closer is not None:
-            closer()
+                broker.abort()
 
     def _run(self, started: threading.Event) -> None:
         try:
             trio.run(self._main, started)
-        except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
+        except BaseException as exc:
             self._error = exc
             started.set()
 
@@ -251,10 +257,8 @@ class EmbeddedBroker:
         self._abort = abort
         token, event = self._token, self._stop_event
         if token is not None and event is not None:
-            try:
+            with contextlib.suppress(trio.RunFinishedError):
                 trio.from_thread.run_sync(event.set, trio_token=token)
-            except trio.RunFinishedError:
-                pass
         thread.join(self._stop_timeout + 5)
         self._thread = None
         if not self._persistence:
