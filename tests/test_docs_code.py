@@ -608,6 +608,23 @@ EXPECTED: dict[str, Page] = {
                         trio.run(test_survives_a_cut, broker)
                 """,
             ),
+            Expect(
+                "EmbeddedBroker(users=",
+                lines=(r"mqtt://127\.0\.0\.1:\d+ 0",),
+            ),
+        )
+    ),
+    "broker.rst": Page(
+        blocks=(
+            Expect(
+                'subscribe("greetings/#"',
+                lines=(r"greetings/en b'hello'", r"mqtt://127\.0\.0\.1:\d+ 1"),
+            ),
+            Expect(
+                'Listener("ws"',
+                lines=(r"mqtt://127\.0\.0\.1:\d+ ws://127\.0\.0\.1:\d+/mqtt",),
+            ),
+            Expect("AccessControl.parse", lines=()),
         )
     ),
 }

@@ -150,7 +150,7 @@ class BrokerConfig:
     max_packet_size: int = 1024 * 1024
     max_inflight: int = 64
     receive_maximum: int = 64
-    max_queued_messages: int = 1000
+    max_queued_messages: int = 10_000
     max_output_bytes: int = 1024 * 1024
     topic_alias_maximum: int = 32
     max_retained: int = 100_000

@@ -22,6 +22,7 @@ import shutil
 import ssl
 import tempfile
 import threading
+import time
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,6 +36,23 @@ from .._core._broker import Broker, BrokerConfig
 __all__ = ["EmbeddedBroker", "EmbeddedBrokerError"]
 
 _LOCALHOST = "127.0.0.1"
+
+
+class _MonotonicClock(trio.abc.Clock):
+    """``time.monotonic()`` as Trio's clock: one time base for every run of the broker thread, so
+    deadlines kept across a restart (session expiry, will delay) stay meaningful. Trio's default
+    clock starts each run at a random offset."""
+
+    def start_clock(self) -> None:
+        """Nothing to start."""
+
+    def current_time(self) -> float:
+        """Seconds of ``time.monotonic()``."""
+        return time.monotonic()
+
+    def deadline_to_sleep_time(self, deadline: float) -> float:
+        """How long to sleep until ``deadline``."""
+        return deadline - time.monotonic()
 
 
 class EmbeddedBrokerError(RuntimeError):
@@ -226,7 +244,7 @@ class EmbeddedBroker:
 
     def _run(self, started: threading.Event) -> None:
         try:
-            trio.run(self._main, started)
+            trio.run(self._main, started, clock=_MonotonicClock())
         except BaseException as exc:
             self._error = exc
             started.set()
