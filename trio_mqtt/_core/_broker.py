@@ -256,7 +256,7 @@ class Session:
     client_id: str
     expiry_interval: int = 0
     username: str | None = None
-    subscriptions: dict[str, Route] = field(default_factory=dict)
+    subscriptions: dict[str, Route[Session]] = field(default_factory=dict)
     inflight: dict[int, Delivery] = field(default_factory=dict)
     queue: deque[Delivery] = field(default_factory=deque)
     incoming_qos2: set[int] = field(default_factory=set)
@@ -265,6 +265,11 @@ class Session:
     will: Message | None = None
     will_at: float | None = None
     next_packet_id: int = 0
+
+    @property
+    def online(self) -> bool:
+        """True while a connection uses the session."""
+        return self.connection is not None
 
     def allocate_packet_id(self) -> int:
         """A packet id not used by a flow in flight (the window keeps one free)."""
@@ -320,7 +325,7 @@ class Broker:
 
     def __init__(self, config: BrokerConfig | None = None) -> None:
         self.config = config = config or BrokerConfig()
-        self.router = Router(config.max_retained)
+        self.router: Router[Session] = Router(config.max_retained)
         self.sessions: dict[str, Session] = {}
         self.connections: set[BrokerConnection] = set()
         self._connected = 0
@@ -449,6 +454,10 @@ class Broker:
             self.router.retain(message)
         return self._route(message, now)
 
+    def count_refused_stream(self) -> None:
+        """Count a connection the I/O layer closed unread (over the connection limit)."""
+        self._stats.connections_refused += 1
+
     def close_all(self, now: float, reason: ReasonCode = ReasonCode.SERVER_SHUTTING_DOWN) -> None:
         """Close every connection (MQTT 5 clients get DISCONNECT ``reason``); wills are sent."""
         for conn in list(self.connections):
@@ -464,7 +473,9 @@ class Broker:
             if candidate not in self.sessions:
                 return candidate
 
-    def _route(self, message: Message, now: float, routes: list[Route] | None = None) -> int:
+    def _route(
+        self, message: Message, now: float, routes: list[Route[Session]] | None = None
+    ) -> int:
         """Hand ``message`` to every matching subscription (or to ``routes``, found earlier by
         :meth:`Router.route`); returns the sessions reached."""
         if routes is None:

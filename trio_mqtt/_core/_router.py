@@ -23,15 +23,24 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeAlias
+from typing import Generic, Protocol, TypeVar
 
 from ._packets import NO_PROPERTIES, Properties, Subscription
 from ._topics import FilterTree, matches, parse_shared
 
-if TYPE_CHECKING:
-    from ._broker import Session
+__all__ = ["Message", "Route", "Router", "SharedGroup", "Subscriber"]
 
-__all__ = ["Message", "Route", "Router", "SharedGroup"]
+
+class Subscriber(Protocol):
+    """What the router needs to know of a session: whether a client is connected to it."""
+
+    @property
+    def online(self) -> bool:
+        """True while a connection uses the session."""
+        ...
+
+
+S = TypeVar("S", bound=Subscriber)
 
 
 @dataclass(slots=True)
@@ -59,7 +68,7 @@ class Message:
 
 
 @dataclass(slots=True, eq=False)
-class Route:
+class Route(Generic[S]):
     """One subscription of one session: a filter with its options.
 
     Attributes:
@@ -70,7 +79,7 @@ class Route:
         group: the shared group name for ``$share/GROUP/...``, or None.
     """
 
-    session: Session
+    session: S
     topic_filter: str
     options: Subscription
     identifier: int | None = None
@@ -78,15 +87,15 @@ class Route:
 
 
 @dataclass(slots=True, eq=False)
-class SharedGroup:
+class SharedGroup(Generic[S]):
     """The members of one shared subscription ``$share/name/topic_filter``."""
 
     name: str
     topic_filter: str
-    members: list[Route] = field(default_factory=list)
+    members: list[Route[S]] = field(default_factory=list)
     turn: int = 0
 
-    def pick(self) -> Route | None:
+    def pick(self) -> Route[S] | None:
         """The next member, round robin, skipping members whose session is offline if any
         member is online."""
         members = self.members
@@ -95,7 +104,7 @@ class SharedGroup:
             return None
         for step in range(count):
             candidate = members[(self.turn + step) % count]
-            if candidate.session.connection is not None:
+            if candidate.session.online:
                 self.turn = (self.turn + step + 1) % count
                 return candidate
         candidate = members[self.turn % count]
@@ -103,15 +112,12 @@ class SharedGroup:
         return candidate
 
 
-_Entry: TypeAlias = "Route | SharedGroup"
-
-
-class Router:
+class Router(Generic[S]):
     """Subscriptions, shared groups and retained messages of one broker."""
 
     def __init__(self, max_retained: int = 100_000) -> None:
-        self._tree: FilterTree[_Entry] = FilterTree()
-        self._groups: dict[tuple[str, str], SharedGroup] = {}
+        self._tree: FilterTree[Route[S] | SharedGroup[S]] = FilterTree()
+        self._groups: dict[tuple[str, str], SharedGroup[S]] = {}
         self.retained: dict[str, Message] = {}
         self.max_retained = max_retained
         #: retained messages refused because the store was full
@@ -126,7 +132,7 @@ class Router:
             + sum(len(group.members) for group in self._groups.values())
         )
 
-    def add(self, route: Route) -> None:
+    def add(self, route: Route[S]) -> None:
         """Store a route; the caller has removed any earlier route of the same session and
         filter. The filter must be valid."""
         shared = parse_shared(route.topic_filter)
@@ -137,11 +143,11 @@ class Router:
         route.group = name
         group = self._groups.get((name, inner))
         if group is None:
-            group = self._groups[(name, inner)] = SharedGroup(name, inner)
+            group = self._groups[(name, inner)] = SharedGroup[S](name, inner)
             self._tree.add(inner, group)
         group.members.append(route)
 
-    def remove(self, route: Route) -> None:
+    def remove(self, route: Route[S]) -> None:
         """Remove a stored route (a no-op for a route that is not stored)."""
         shared = parse_shared(route.topic_filter)
         if shared is None:
@@ -160,11 +166,11 @@ class Router:
             del self._groups[key]
             self._tree.remove(key[1], group)
 
-    def route(self, topic: str) -> list[Route]:
+    def route(self, topic: str) -> list[Route[S]]:
         """The routes that get a copy of a message on ``topic``: every plain subscription whose
         filter matches, and one member of each matching shared group."""
         entries = self._tree.match(topic)
-        routes: list[Route] = []
+        routes: list[Route[S]] = []
         for entry in entries:
             if isinstance(entry, Route):
                 routes.append(entry)

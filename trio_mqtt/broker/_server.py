@@ -193,7 +193,7 @@ class MqttBroker:
                 await trio.sleep(0.05)
                 continue
             if self._streams >= limit:
-                self.core._stats.connections_refused += 1
+                self.core.count_refused_stream()
                 await trio.aclose_forcefully(stream)
                 continue
             self._streams += 1
