@@ -64,6 +64,17 @@ _COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Comma
 ]
 
 
+#: Commands that are not MQTT clients, so they get none of the connection flags.
+_SERVER_COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Command]] = [
+    (
+        "broker",
+        "run the embedded MQTT broker until interrupted",
+        _lazy("._broker", "add_broker_parser"),
+        _lazy("._broker", "run_broker"),
+    ),
+]
+
+
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line and raise instead of exiting."""
 
@@ -76,7 +87,7 @@ def _add_help(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The parser of the whole program (sub-commands sub, pub, bench and demo).
+    """The parser of the whole program (sub-commands sub, pub, bench, demo and broker).
 
     Args:
         command: build the options of this sub-command only (the one being run; the others
@@ -97,7 +108,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"trio-mqtt {__version__}")
     commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
     commands.required = True
-    for name, summary, add_arguments, handler in _COMMANDS:
+    every = [(entry, True) for entry in _COMMANDS]
+    every += [(entry, False) for entry in _SERVER_COMMANDS]
+    for (name, summary, add_arguments, handler), is_client in every:
         sub = commands.add_parser(
             name,
             help=summary,
@@ -109,7 +122,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         _add_help(sub)
         if command is None or command == name:
             add_arguments(sub)
-            add_connection_arguments(sub)
+            if is_client:
+                add_connection_arguments(sub)
         sub.set_defaults(handler=handler)
     return parser
 

@@ -16,6 +16,11 @@ from .._core._broker import (
     BrokerStatistics as BrokerStatistics,
 )
 from ._acl import AccessControl as AccessControl, AclError as AclError
+from ._config_file import (
+    ConfigError as ConfigError,
+    PasswordFile as PasswordFile,
+    load_config as load_config,
+)
 from ._server import (
     BoundListener as BoundListener,
     Listener as Listener,
@@ -31,7 +36,10 @@ __all__ = [
     "BrokerConfig",
     "BrokerConnection",
     "BrokerStatistics",
+    "ConfigError",
     "Listener",
     "MqttBroker",
+    "PasswordFile",
+    "load_config",
     "open_mqtt_broker",
 ]
