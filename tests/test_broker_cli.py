@@ -82,10 +82,13 @@ def test_config_file_listeners_auth_and_limits(tmp_path: Path) -> None:
         "[listener.main]\nport = 0\n\n"
         "[listener.local]\ntype = unix\npath = mqtt.sock\n\n"
         "[auth]\nallow_anonymous = false\npassword_file = pw\nacl_file = acl\n\n"
-        "[limits]\nmax_connections = 5\nmax_queued_messages = 7 ; a comment\n",
+        "[limits]\nmax_connections = 5\nmax_queued_messages = 7 ; a comment\n\n"
+        "[persistence]\npath = state.db\nautosave_interval = 2.5\n",
         encoding="utf-8",
     )
-    config, listeners = load_config(config_file)
+    settings = load_config(config_file)
+    config, listeners = settings.config, settings.listeners
+    assert (settings.persistence, settings.autosave_interval) == (str(tmp_path / "state.db"), 2.5)
     assert (config.max_connections, config.max_queued_messages) == (5, 7)
     assert config.allow_anonymous is False
     assert [listener.kind for listener in listeners] == ["tcp", "unix"]
@@ -105,6 +108,7 @@ def test_config_file_listeners_auth_and_limits(tmp_path: Path) -> None:
         ("[listener.x]\ntype = tls\nport = 0\n", "missing key 'certfile'"),
         ("[listener.x]\ntype = carrier-pigeon\n", "unknown listener kind"),
         ("not ini at all", "broker.ini"),
+        ("[persistence]\nfile = x\n", "unknown key 'file'"),
     ],
 )
 def test_config_file_errors_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
@@ -119,7 +123,7 @@ async def test_a_configured_broker_enforces_its_password_and_acl(tmp_path: Path)
     (tmp_path / "acl").write_text("user alice\ntopic readwrite a/#\n", encoding="utf-8")
     path = tmp_path / "broker.ini"
     path.write_text("[auth]\npassword_file = pw\nacl_file = acl\n", encoding="utf-8")
-    config, _ = load_config(path)
+    config = load_config(path).config
     with trio.fail_after(10):
         async with open_mqtt_broker(config=config) as broker:
             good = MqttOptions(

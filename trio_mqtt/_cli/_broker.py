@@ -13,7 +13,13 @@ import argparse
 
 import trio
 
-from trio_mqtt.broker import BrokerConfig, ConfigError, Listener, load_config, open_mqtt_broker
+from trio_mqtt.broker import (
+    BrokerConfig,
+    BrokerSettings,
+    ConfigError,
+    load_config,
+    open_mqtt_broker,
+)
 
 from ._exit import CliError, ExitCode
 from ._output import Console
@@ -47,13 +53,13 @@ def add_broker_parser(parser: argparse.ArgumentParser) -> None:
 
 async def run_broker(args: argparse.Namespace, console: Console) -> int:
     """Run ``trio-mqtt broker``; returns the exit code once stopped."""
-    config = BrokerConfig()
-    listeners: list[Listener] = []
+    settings = BrokerSettings(BrokerConfig(), [])
     if args.config is not None:
         try:
-            config, listeners = load_config(args.config)
+            settings = load_config(args.config)
         except ConfigError as exc:
             raise CliError(ExitCode.USAGE, str(exc)) from None
+    listeners = settings.listeners
     port: int | None = args.port
     host = args.host or "127.0.0.1"
     if port is None and (args.host is not None or not listeners):
@@ -61,7 +67,14 @@ async def run_broker(args: argparse.Namespace, console: Console) -> int:
     if port is not None and not 0 <= port <= 65535:
         raise CliError(ExitCode.USAGE, f"--port {port} is not a port number")
     try:
-        async with open_mqtt_broker(host, port, config=config, listeners=listeners) as broker:
+        async with open_mqtt_broker(
+            host,
+            port,
+            config=settings.config,
+            listeners=listeners,
+            persistence=settings.persistence,
+            autosave_interval=settings.autosave_interval,
+        ) as broker:
             for bound in broker.listeners:
                 console.out(f"listening on {bound.url}")
             with trio.move_on_after(args.max_seconds if args.max_seconds else float("inf")):

@@ -90,6 +90,7 @@ __all__ = [
     "BrokerConnection",
     "BrokerStatistics",
     "Delivery",
+    "DeliveryPhase",
     "Session",
 ]
 
@@ -217,7 +218,9 @@ class BrokerStatistics:
     internal_errors: int = 0
 
 
-class _Phase(Enum):
+class DeliveryPhase(Enum):
+    """Where one outgoing QoS 1/2 delivery stands."""
+
     QUEUED = 0
     PUBACK = 1  # QoS 1 sent, PUBACK awaited
     PUBREC = 2  # QoS 2 sent, PUBREC awaited
@@ -232,7 +235,7 @@ class Delivery:
     qos: int
     retain: bool
     subscription_ids: tuple[int, ...] = ()
-    phase: _Phase = _Phase.QUEUED
+    phase: DeliveryPhase = DeliveryPhase.QUEUED
     packet_id: int = 0
 
 
@@ -780,7 +783,7 @@ class BrokerConnection:
         assert session is not None
         pid = session.allocate_packet_id()
         delivery.packet_id = pid
-        delivery.phase = _Phase.PUBACK if delivery.qos == 1 else _Phase.PUBREC
+        delivery.phase = DeliveryPhase.PUBACK if delivery.qos == 1 else DeliveryPhase.PUBREC
         session.inflight[pid] = delivery
         if not self._send_publish(
             delivery.message,
@@ -1018,7 +1021,7 @@ class BrokerConnection:
         session = self.session
         assert session is not None
         for pid, delivery in list(session.inflight.items()):
-            if delivery.phase is _Phase.PUBCOMP:
+            if delivery.phase is DeliveryPhase.PUBCOMP:
                 self._send(PubRel(pid))
             elif not self._send_publish(
                 delivery.message,
@@ -1114,7 +1117,7 @@ class BrokerConnection:
         session = self.session
         assert session is not None
         delivery = session.inflight.get(packet.packet_id)
-        if delivery is not None and delivery.phase is _Phase.PUBACK:
+        if delivery is not None and delivery.phase is DeliveryPhase.PUBACK:
             del session.inflight[packet.packet_id]
             self._pump(now)
 
@@ -1123,7 +1126,7 @@ class BrokerConnection:
         assert session is not None
         pid = packet.packet_id
         delivery = session.inflight.get(pid)
-        if delivery is None or delivery.phase is _Phase.PUBACK:
+        if delivery is None or delivery.phase is DeliveryPhase.PUBACK:
             if self.version is _V5:
                 self._send(PubRel(pid, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND))
             else:
@@ -1133,7 +1136,7 @@ class BrokerConnection:
             del session.inflight[pid]  # the client refused it: the flow ends here
             self._pump(now)
             return
-        delivery.phase = _Phase.PUBCOMP
+        delivery.phase = DeliveryPhase.PUBCOMP
         self._send(PubRel(pid))
 
     def _on_pubrel(self, packet: PubRel) -> None:
@@ -1152,7 +1155,7 @@ class BrokerConnection:
         session = self.session
         assert session is not None
         delivery = session.inflight.get(packet.packet_id)
-        if delivery is not None and delivery.phase is _Phase.PUBCOMP:
+        if delivery is not None and delivery.phase is DeliveryPhase.PUBCOMP:
             del session.inflight[packet.packet_id]
             self._pump(now)
 

@@ -17,10 +17,12 @@ from .._core._broker import (
 )
 from ._acl import AccessControl as AccessControl, AclError as AclError
 from ._config_file import (
+    BrokerSettings as BrokerSettings,
     ConfigError as ConfigError,
     PasswordFile as PasswordFile,
     load_config as load_config,
 )
+from ._persist import BrokerStore as BrokerStore
 from ._server import (
     BoundListener as BoundListener,
     Listener as Listener,
@@ -35,7 +37,9 @@ __all__ = [
     "Broker",
     "BrokerConfig",
     "BrokerConnection",
+    "BrokerSettings",
     "BrokerStatistics",
+    "BrokerStore",
     "ConfigError",
     "Listener",
     "MqttBroker",

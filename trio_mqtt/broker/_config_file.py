@@ -32,6 +32,10 @@ Format (every section and key is optional; without listener sections the broker 
     max_connections = 1000
     max_queued_messages = 10000
 
+    [persistence]
+    path = broker.db           ; SQLite file for sessions and retained messages
+    autosave_interval = 5      ; seconds
+
 Relative paths are relative to the configuration file's folder.
 """
 
@@ -50,13 +54,30 @@ from .._core._broker import BrokerConfig
 from ._acl import AccessControl
 from ._server import Listener
 
-__all__ = ["ConfigError", "PasswordFile", "load_config"]
+__all__ = ["BrokerSettings", "ConfigError", "PasswordFile", "load_config"]
 
 _NUMERIC = {
     f.name: f.type
     for f in dataclasses.fields(BrokerConfig)
     if f.type in ("int", "float", "int | None")
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class BrokerSettings:
+    """What a configuration file says: the arguments of :func:`open_mqtt_broker`.
+
+    Attributes:
+        config: limits and policies.
+        listeners: the listeners (empty: none configured).
+        persistence: the SQLite file of ``[persistence] path``, or None.
+        autosave_interval: seconds between saves.
+    """
+
+    config: BrokerConfig
+    listeners: list[Listener]
+    persistence: str | None = None
+    autosave_interval: float = 5.0
 
 
 class ConfigError(ValueError):
@@ -150,11 +171,11 @@ def _listener(name: str, section: configparser.SectionProxy, base: Path) -> List
         raise ConfigError(f"{where}: {exc}") from None
 
 
-def load_config(path: str | Path) -> tuple[BrokerConfig, list[Listener]]:
+def load_config(path: str | Path) -> BrokerSettings:
     """Read a configuration file.
 
     Returns:
-        The broker configuration and the listeners (empty: none was configured).
+        The settings: broker configuration, listeners, persistence.
 
     Raises:
         ConfigError: unreadable file, unknown section or key, bad value, unreadable password,
@@ -170,6 +191,8 @@ def load_config(path: str | Path) -> tuple[BrokerConfig, list[Listener]]:
     base = file.resolve().parent
     fields: dict[str, object] = {}
     listeners: list[Listener] = []
+    persistence: str | None = None
+    autosave = 5.0
     for name in parser.sections():
         section = parser[name]
         if name.startswith("listener"):
@@ -178,13 +201,23 @@ def load_config(path: str | Path) -> tuple[BrokerConfig, list[Listener]]:
             _auth(section, base, fields)
         elif name == "limits":
             _limits(section, fields)
+        elif name == "persistence":
+            unknown = set(section) - {"path", "autosave_interval"}
+            if unknown:
+                raise ConfigError(f"[persistence]: unknown key {sorted(unknown)[0]!r}")
+            if "path" in section:
+                persistence = _path(base, section["path"])
+            try:
+                autosave = section.getfloat("autosave_interval", 5.0)
+            except ValueError:
+                raise ConfigError("[persistence]: autosave_interval is not a number") from None
         else:
             raise ConfigError(f"{path}: unknown section [{name}]")
     try:
         config = BrokerConfig(**fields)  # type: ignore[arg-type]
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    return config, listeners
+    return BrokerSettings(config, listeners, persistence, autosave)
 
 
 def _auth(section: configparser.SectionProxy, base: Path, fields: dict[str, object]) -> None:

@@ -293,6 +293,12 @@ class MqttBroker:
 _Wrapper = Callable[[trio.abc.Stream], Any]
 
 
+async def _autosave(store: Any, core: Broker, interval: float) -> None:
+    while True:
+        await trio.sleep(interval)
+        store.save(core, trio.current_time())
+
+
 def _tls_wrapper(context: ssl.SSLContext) -> _Wrapper:
     async def wrap(stream: trio.abc.Stream) -> trio.abc.Stream:
         tls = trio.SSLStream(stream, context, server_side=True)
@@ -342,6 +348,8 @@ async def open_mqtt_broker(
     listeners: Sequence[Listener] = (),
     core: Broker | None = None,
     shutdown_timeout: float = 2.0,
+    persistence: str | os.PathLike[str] | None = None,
+    autosave_interval: float = 5.0,
 ) -> AsyncIterator[MqttBroker]:
     """Run an MQTT 3.1.1/5.0 broker inside this Trio program for the duration of the block.
 
@@ -355,12 +363,23 @@ async def open_mqtt_broker(
         core: a sans-IO broker to serve (for example one restored from a persistence store);
             default: a new one made from ``config``.
         shutdown_timeout: on exit, how long connections get to receive their DISCONNECT.
+        persistence: an SQLite file for sessions and retained messages: loaded on start, saved
+            every ``autosave_interval`` seconds and on exit (see :class:`BrokerStore`).
+        autosave_interval: seconds between two saves with ``persistence``.
 
     Yields:
         The running :class:`MqttBroker`. Leaving the block closes every connection (MQTT 5
         clients get DISCONNECT with Server shutting down, 0x8B) and every listener.
     """
-    if core is None:
+    store = None
+    if persistence is not None:
+        if core is not None:
+            raise ValueError("give either core or persistence, not both")
+        from ._persist import BrokerStore
+
+        store = BrokerStore(persistence)
+        core = store.load(config, trio.current_time())
+    elif core is None:
         core = Broker(config)
     elif config is not None:
         raise ValueError("give either config or core, not both")
@@ -382,6 +401,8 @@ async def open_mqtt_broker(
         async with trio.open_nursery() as nursery:
             core.start(trio.current_time())
             nursery.start_soon(broker._ticker)
+            if store is not None:
+                nursery.start_soon(_autosave, store, core, autosave_interval)
             serving = trio.CancelScope()
 
             async def serve_all() -> None:
@@ -401,6 +422,9 @@ async def open_mqtt_broker(
                         await broker._drain(shutdown_timeout)
                 nursery.cancel_scope.cancel()
     finally:
+        if store is not None:
+            store.save(core, trio.current_time())
+            store.close()
         for sockets, _ in opened:
             for sock in sockets:
                 with contextlib.suppress(Exception):
