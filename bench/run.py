@@ -265,6 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if "--codec" in argv:  # everything else is for bench/codec.py (e.g. --quick)
         return run_codec([a for a in argv if a != "--codec"])
+    if "--brokers" in argv:  # the broker row: everything else is for bench/brokers.py
+        from bench import brokers
+
+        return brokers.main([a for a in argv if a != "--brokers"])
     if "--store" in argv:  # everything else is for bench/store.py (e.g. --count)
         from bench import store
 

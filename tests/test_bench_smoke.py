@@ -83,3 +83,30 @@ def test_bench_meter_and_raw_frame_splitter() -> None:
         assert not buf
         assert [first for first, _ in got] == [0x32] * 3
         assert [bytes(body[-16:]) for _, body in got] == [payload(s, 16) for s in range(3)]
+
+
+def test_broker_row_runs_against_mosquitto_and_the_embedded_broker(tmp_path: Path) -> None:
+    command = [
+        sys.executable,
+        str(ROOT / "bench" / "run.py"),
+        "--brokers",
+        "--brokers=mosquitto,embedded",  # amqtt is a bench requirement, not a test one
+        "--count=300",
+        "--connections=20",
+        "--latency-samples=20",
+        "--latency-budget=0.5",
+        "--timeout=10",
+        f"--out={tmp_path}",
+    ]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    records = json.loads((tmp_path / "brokers.json").read_text())
+    assert [r["broker"] for r in records] == ["mosquitto", "embedded"]
+    for record in records:
+        for qos in (0, 1, 2):
+            outcome = record[f"qos{qos}"]
+            assert outcome["status"] == "ok", outcome
+            assert (outcome["lost"], outcome["duplicates"]) == (0, 0)
+        assert record["latency"]["status"] == "ok"
+        assert record["kib_per_idle_conn"] is not None
+    assert "| embedded |" in proc.stdout
