@@ -81,13 +81,14 @@ def add_sub_parser(parser: argparse.ArgumentParser) -> None:
         help="print one JSON object per message: topic, payload (UTF-8 text or base64), "
         "encoding, qos, retain, properties",
     )
-    output.add_argument(
+    parser.add_argument(
         "-F",
         dest="format",
         metavar="FORMAT",
         help="print each message with mosquitto_sub's format string: %%t topic, %%p payload, "
         "%%q qos, %%r retain, %%l length, %%m packet id, %%x/%%X hex, %%I/%%U time, "
-        "%%j/%%J JSON, @-codes for strftime, \\n-style escapes (see docs/cli.rst)",
+        "%%j/%%J JSON, @-codes for strftime, \\n-style escapes (see docs/cli.rst); "
+        "it wins over -v and --json, as in mosquitto_sub",
     )
     parser.add_argument(
         "-N", dest="eol", action="store_false", help="do not print a newline after each message"
