@@ -167,3 +167,69 @@ def test_any_valid_publish_is_acknowledged_or_refused_cleanly(
     assert broker.statistics().internal_errors == 0
     if not conn.closed:  # type: ignore[attr-defined]
         assert len(replies) == (1 if publish.qos else 0)
+
+
+LEVELS = st.sampled_from(["a", "b", "", "$x"])
+FILTER_LEVELS = st.sampled_from(["a", "b", "", "+", "$x"])
+
+
+@st.composite
+def topic_filters(draw: st.DrawFn) -> str:
+    levels = draw(st.lists(FILTER_LEVELS, min_size=1, max_size=3))
+    if draw(st.booleans()):
+        levels.append("#")
+    text = "/".join(levels)
+    if draw(st.booleans()):
+        text = f"$share/{draw(st.sampled_from(['g1', 'g2']))}/{text}"
+    return text
+
+
+class _Owner:
+    def __init__(self, name: str, online: bool) -> None:
+        self.name = name
+        self.online = online
+
+
+@SETTINGS
+@given(
+    entries=st.lists(st.tuples(topic_filters(), st.integers(0, 3), st.booleans()), max_size=12),
+    topic_levels=st.lists(LEVELS, min_size=1, max_size=4),
+)
+def test_router_matches_every_filter_and_one_member_per_shared_group(
+    entries: list[tuple[str, int, bool]], topic_levels: list[str]
+) -> None:
+    from trio_mqtt._core._router import Route, Router
+    from trio_mqtt._core._topics import matches, parse_shared, valid_filter
+
+    topic = "/".join(topic_levels)
+    router: Router[_Owner] = Router()
+    owners = {n: _Owner(f"s{n}", online) for _, n, online in entries}
+    routes = []
+    seen: set[tuple[str, int]] = set()
+    for topic_filter, number, _ in entries:
+        if (topic_filter, number) in seen or not valid_filter(topic_filter):
+            continue
+        seen.add((topic_filter, number))
+        route = Route(owners[number], topic_filter, Subscription(topic_filter))
+        router.add(route)
+        routes.append(route)
+    got = router.route(topic)
+    plain = [
+        r for r in routes if parse_shared(r.topic_filter) is None and matches(topic, r.topic_filter)
+    ]
+    assert [r for r in got if r.group is None] == plain
+    groups: dict[tuple[str, str], list[Route[_Owner]]] = {}
+    for r in routes:
+        shared = parse_shared(r.topic_filter)
+        if shared is not None and matches(topic, shared[1]):
+            groups.setdefault(shared, []).append(r)
+    picked = [r for r in got if r.group is not None]
+    assert len(picked) == len(groups)
+    for members in groups.values():
+        (chosen,) = [r for r in picked if r in members]
+        if any(m.session.online for m in members):
+            assert chosen.session.online
+    for route in routes:
+        router.remove(route)
+    assert router.route(topic) == []
+    assert router.subscription_count == 0
