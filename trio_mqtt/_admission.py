@@ -20,7 +20,6 @@ intake task, which always takes them, so an ack never waits behind a full publis
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 
 import trio
@@ -78,11 +77,7 @@ class Admission:
         """
         error = self._refusal(waits_for_answer)
         if error is not None:
-            # a fresh copy for every caller: one exception object raised in several tasks
-            # would collect all their tracebacks
-            fresh = copy.copy(error)
-            fresh.__traceback__ = None
-            raise fresh from error.__cause__
+            raise _fresh_copy(error) from error.__cause__
 
     def check_publish(self, request: PublishRequest) -> None:
         """Raise if the state machine would refuse this publish now."""
@@ -180,3 +175,15 @@ class Admission:
     def parked(self) -> int:
         """Publishers waiting for admission."""
         return len(self._parked)
+
+
+def _fresh_copy(error: MqttError) -> MqttError:
+    """The same error as a new object (same type, message and attributes, no traceback).
+
+    Every refused caller gets its own: one exception object raised in several tasks would
+    collect all their tracebacks. ``__init__`` is not called again, since error types take
+    different arguments (a reason code, a message, ...).
+    """
+    fresh = type(error).__new__(type(error), *error.args)
+    fresh.__dict__.update(error.__dict__)
+    return fresh

@@ -149,6 +149,7 @@ class Client:
 
     async def _send(self, request: Request) -> None:
         """Queue a control request in the caller's task (it may wait for queue room)."""
+        await trio.lowlevel.checkpoint_if_cancelled()  # a cancelled call sends nothing
         self._check_handle()
         self._check_request(request)
         try:

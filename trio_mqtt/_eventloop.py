@@ -253,14 +253,27 @@ class EventLoop:
         self._admission.refuse_waiting()
         if self._end_tracker is not None:
             resolve_tracker(self._end_tracker, None)
-        unsent = self._state.waiting_count
+        self._report_unfinished()
+        self._finished.set()
+
+    def _report_unfinished(self) -> None:
+        """Say what the ending session leaves undone: nothing admitted vanishes silently."""
+        state = self._state
+        unsent = state.waiting_count
+        unacked = state.inflight_count
         if unsent:
             logger.warning(
-                "%d admitted publishes were never sent: the session ended before the window "
-                "or the connection had room for them",
+                "the session ended with %d admitted publishes never sent (the window or the "
+                "connection had no room for them)",
                 unsent,
             )
-        self._finished.set()
+        if unacked:
+            kept = "kept by the session store" if self._store is not None else "lost"
+            logger.warning(
+                "the session ended with %d QoS 1/2 publishes sent but not acknowledged (%s)",
+                unacked,
+                kept,
+            )
 
     # ================================================================= phases
     def _refusal(self, waits_for_answer: bool) -> MqttError | None:
@@ -331,6 +344,11 @@ class EventLoop:
 
     def _apply_control(self, request: Request) -> None:
         tracker: Tracker[Any] | None = request.tracker
+        if self._phase is Phase.ENDED:
+            # taken from the channel just before finish() closed it
+            assert self._end is not None
+            self._refuse(request, self._end)
+            return
         if self._phase is Phase.FAILED and isinstance(
             request, SubscribeRequest | UnsubscribeRequest | ReauthRequest
         ):
