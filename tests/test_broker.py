@@ -3,6 +3,7 @@ the mosquitto command-line clients against it."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import ssl
@@ -219,3 +220,41 @@ def test_mosquitto_command_line_clients_work_against_it(version: str) -> None:
                 sub.kill()
         assert sub.returncode == 0, err
         assert sorted(out.decode().splitlines()) == ["cli/0 qos 0", "cli/1 qos 1", "cli/2 qos 2"]
+
+
+async def test_failed_handshakes_close_only_that_connection() -> None:
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    listeners = [
+        Listener("tls", "127.0.0.1", 0, ssl_context=server_context),
+        Listener("ws", "127.0.0.1", 0),
+    ]
+    with trio.fail_after(20):
+        async with open_mqtt_broker(listeners=listeners) as broker:
+            tls_port = broker.listeners[1].port
+            ws_port = broker.listeners[2].port
+            # plain MQTT to the TLS port: the handshake fails, the socket is closed
+            stream = await trio.open_tcp_stream("127.0.0.1", tls_port)
+            await stream.send_all(b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00")
+            with contextlib.suppress(trio.BrokenResourceError):  # a reset ends it too
+                while await stream.receive_some(100):  # the broker's TLS alert, then EOF
+                    pass
+            await stream.aclose()
+            # not an HTTP upgrade on the WebSocket port: 400, then closed
+            stream = await trio.open_tcp_stream("127.0.0.1", ws_port)
+            await stream.send_all(b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00\r\n\r\n")
+            answer = b""
+            while chunk := await stream.receive_some(1000):
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 400")
+            await stream.aclose()
+            options = MqttOptions("still-fine", broker.host, broker.port)
+            assert await round_trip(options) == b"through"
+
+
+def test_embedded_broker_fixture_gives_a_running_broker(embedded_broker: EmbeddedBroker) -> None:
+    assert embedded_broker.running
+    with socket.create_connection((embedded_broker.host, embedded_broker.port), timeout=5) as s:
+        s.sendall(b"\x10\x0e\x00\x04MQTT\x04\x02\x00\x3c\x00\x02fx")
+        assert s.recv(4) == b"\x20\x02\x00\x00"
