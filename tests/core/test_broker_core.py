@@ -718,3 +718,21 @@ def test_connack_and_suback_shapes() -> None:
     ack = peer.connect("shape")
     assert ack == ConnAck(False, 0)
     assert peer.subscribe("a", qos=2) == SubAck(1, (2,))
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_session_and_subscription_quotas_bound_what_a_client_can_make(version: int) -> None:
+    b = broker(max_sessions=2, max_subscriptions=2)
+    for name in ("one", "two"):
+        peer = Peer(b, version)
+        peer.connect(name, clean_start=False, properties=Properties(session_expiry_interval=60))
+        peer.conn.connection_lost(0.0)
+    third = Peer(b, version)
+    code = {4: 3, 5: ReasonCode.QUOTA_EXCEEDED}[version]
+    assert third.connect("three").reason_code == code
+    back = Peer(b, version)  # an existing session is not a new one
+    ack = back.connect("one", clean_start=False, properties=Properties(session_expiry_interval=60))
+    assert ack.reason_code == 0
+    refused = {4: 0x80, 5: ReasonCode.QUOTA_EXCEEDED}[version]
+    assert back.subscribe("a", "b", "c", qos=1).reason_codes == (1, 1, refused)
+    assert back.subscribe("a", qos=0, packet_id=2).reason_codes == (0,)  # a replacement

@@ -129,6 +129,10 @@ class BrokerConfig:
             messages for that connection are dropped and QoS 1/2 ones are queued.
         topic_alias_maximum: topic aliases an MQTT 5 client may use towards the broker.
         max_retained: retained messages at most; a new retained topic past it is not stored.
+        max_subscriptions: subscriptions per session at most; a new filter past it is refused
+            in SUBACK with Quota exceeded (0x97; 0x80 in MQTT 3.1.1).
+        max_sessions: sessions kept at most (connected or not); a CONNECT that would make a
+            new one past it is refused with Quota exceeded (0x97; 3 in MQTT 3.1.1).
         max_session_expiry: largest session expiry interval granted, in seconds.
         server_keep_alive: if set, MQTT 5 clients are told to use this keep alive (seconds)
             instead of their own (Server Keep Alive); MQTT 3.1.1 clients keep theirs.
@@ -155,6 +159,8 @@ class BrokerConfig:
     max_output_bytes: int = 1024 * 1024
     topic_alias_maximum: int = 32
     max_retained: int = 100_000
+    max_subscriptions: int = 1000
+    max_sessions: int = 100_000
     max_session_expiry: int = NEVER
     server_keep_alive: int | None = None
     connect_timeout: float = 10.0
@@ -172,6 +178,8 @@ class BrokerConfig:
             "max_inflight",
             "receive_maximum",
             "max_output_bytes",
+            "max_subscriptions",
+            "max_sessions",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"BrokerConfig.{name} must be at least 1")
@@ -946,6 +954,9 @@ class BrokerConnection:
         if broker._connected >= config.max_connections and not taking_over:
             self._refuse(ReasonCode.SERVER_BUSY, 3, now)
             return
+        if existing is None and len(broker.sessions) >= config.max_sessions:
+            self._refuse(ReasonCode.QUOTA_EXCEEDED, 3, now)
+            return
         # Accepted.
         self.client_id = client_id
         self.username = packet.username
@@ -1190,6 +1201,12 @@ class BrokerConnection:
                     requested.retain_as_published and v5,
                     requested.retain_handling if v5 else RetainHandling.SEND_ON_SUBSCRIBE,
                 )
+            if (
+                topic_filter not in session.subscriptions
+                and len(session.subscriptions) >= config.max_subscriptions
+            ):
+                codes.append(ReasonCode.QUOTA_EXCEEDED)
+                continue
             old = session.subscriptions.pop(topic_filter, None)
             if old is not None:
                 broker.router.remove(old)
