@@ -403,7 +403,9 @@ def test_v5_shared_subscription_splits_the_messages(clients: Callable[..., Paho]
     boss.connect()
     for number in range(10):
         boss.publish(f"jobs/{number}", str(number).encode(), 1)
-    time.sleep(0.5)  # bounded settle: both queues are drained below without blocking
+    deadline = time.monotonic() + WAIT
+    while sum(w.messages.qsize() for w in workers) < 10 and time.monotonic() < deadline:
+        time.sleep(0.01)  # bounded poll until all ten have arrived somewhere
     counts = [worker.messages.qsize() for worker in workers]
     assert sum(counts) == 10
     assert all(counts)
