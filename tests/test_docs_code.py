@@ -389,6 +389,14 @@ EXPECTED: dict[str, Page] = {
                 stop_at="reconnected",
                 stop_grouped=True,  # open_fault_proxy's nursery groups what leaves its block
             ),
+            Expect(
+                'getLogger("trio_mqtt.packets").setLevel',
+                check="""
+                    packets = logging.getLogger("trio_mqtt.packets")
+                    assert packets.isEnabledFor(logging.DEBUG)
+                    assert not logging.getLogger("trio_mqtt").isEnabledFor(logging.DEBUG)
+                """,
+            ),
         ),
     ),
     "backpressure.rst": Page(

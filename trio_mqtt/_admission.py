@@ -20,6 +20,8 @@ intake task, which always takes them, so an ack never waits behind a full publis
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Callable
 
 import trio
@@ -32,6 +34,11 @@ from ._routing import EventRouter
 from ._writer import Writer
 
 __all__ = ["Admission"]
+
+logger = logging.getLogger("trio_mqtt")
+
+#: seconds a publisher may wait for window room before a warning says why
+FULL_WINDOW_WARNING = 1.0
 
 
 class Admission:
@@ -65,6 +72,7 @@ class Admission:
         self._collect = collect
         self._refusal = refusal
         self._parked = trio.lowlevel.ParkingLot()
+        self._last_warning = -math.inf
 
     # ------------------------------------------------------------------ checks
     def check_open(self, *, waits_for_answer: bool = True) -> None:
@@ -119,6 +127,7 @@ class Admission:
             self._admit(request)
             await trio.lowlevel.cancel_shielded_checkpoint()
             return
+        parked_at = trio.current_time()
         while True:
             # waiting for room that only a connection can make: refused while failed
             self.check_open()
@@ -131,6 +140,7 @@ class Admission:
             if self._has_room():
                 self._admit(request)
                 self.room_changed()  # room may remain for the next in line
+                self._note_wait(trio.current_time() - parked_at)
                 return
 
     def submit_nowait(self, request: PublishRequest) -> None:
@@ -161,6 +171,21 @@ class Admission:
         self._writer.admitted()
         self._collect()
         self._writer.wake()
+
+    def _note_wait(self, waited: float) -> None:
+        if waited < FULL_WINDOW_WARNING:
+            return
+        now = trio.current_time()
+        if now - self._last_warning >= FULL_WINDOW_WARNING * 10:
+            self._last_warning = now
+            logger.warning(
+                "a publish waited %.1f s for room: the outgoing window (%d QoS 1/2 messages "
+                "in flight, %d waiting) stays full; the broker acknowledges slowly, or the "
+                "link is down",
+                waited,
+                self._state.inflight_count,
+                self._state.waiting_count,
+            )
 
     def room_changed(self) -> None:
         """The window or the writer may have room again: let parked publishers in."""

@@ -63,6 +63,7 @@ from ._core._packets import ConnAck, Publish
 from ._core._state import ClientState, ConnectionState
 from ._dispatch import Overflow, Route, Signal
 from ._options import MqttOptions
+from ._packet_log import log_packets, packet_logger
 from ._requests import (
     AckRequest,
     DisconnectRequest,
@@ -320,6 +321,8 @@ class EventLoop:
         events = self._state.take_events()
         if not events:
             return
+        if packet_logger.isEnabledFor(logging.DEBUG):
+            log_packets(events)
         if self._store is not None:
             # the store holds events back while an incoming QoS 2 id is not yet durable
             events = self._store.record(events)
@@ -492,11 +495,13 @@ class EventLoop:
         policy = self.options.reconnect
         if policy is not None and not _exhausted(policy.max_attempts, attempt):
             delay = policy.delay(attempt)
+            logger.info("reconnecting in %.2f s (attempt %d) after: %s", delay, attempt + 1, error)
             self._router.events.put(Reconnecting(attempt + 1, delay, error))
             with trio.move_on_after(delay):
                 while self._end is None:
                     await self._session_wakeup.wait()
             return True
+        logger.info("connection failed and nothing reconnects it until asked: %s", error)
         self._enter_failed(error)
         while self._end is None and self._phase is Phase.FAILED:
             await self._session_wakeup.wait()
@@ -540,7 +545,13 @@ class EventLoop:
             )
         assert stream is not None
         self._connects += 1
-        logger.info("connected to %s:%d", options.host, options.port)
+        connack = state.connack
+        logger.info(
+            "connected to %s:%d (session present: %s)",
+            options.host,
+            options.port,
+            "yes" if connack is not None and connack.session_present else "no",
+        )
         return stream
 
     async def _run_connection(self, stream: trio.abc.Stream) -> MqttError | None:

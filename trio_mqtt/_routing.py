@@ -26,6 +26,7 @@ from ._core._events import (
     Outgoing,
     PublishDone,
     ReauthDone,
+    SessionLost,
     StrayAck,
     SubscribeDone,
     UnsubscribeDone,
@@ -147,6 +148,8 @@ class EventRouter:
                     ack.packet_id,
                 )
             else:
+                if kind is SessionLost:
+                    logger.info("the broker had lost the session: %s", event)
                 dropped_tag = getattr(event, "tag", None)
                 if isinstance(dropped_tag, Tracker):
                     self.fail(
