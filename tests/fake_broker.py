@@ -21,9 +21,21 @@ if sys.version_info < (3, 11):
 from trio_mqtt.sansio import (
     ConnAck,
     Connect,
+    Disconnect,
     Packet,
     PacketDecoder,
+    PingReq,
+    PingResp,
     ProtocolVersion,
+    PubAck,
+    PubComp,
+    Publish,
+    PubRec,
+    PubRel,
+    SubAck,
+    Subscribe,
+    UnsubAck,
+    Unsubscribe,
     encode,
 )
 
@@ -67,6 +79,31 @@ class ScriptedPeer:
     async def close(self) -> None:
         """Close the connection abruptly."""
         await self.stream.aclose()
+
+    async def answer_all(self, received: set[bytes] | None = None) -> None:
+        """Answer like a broker that never routes: ack every publish (adding its payload to
+        ``received``), complete QoS 2, grant subscriptions, answer pings; return on
+        DISCONNECT."""
+        while True:
+            packet = await self.receive()
+            if isinstance(packet, Publish):
+                if received is not None:
+                    received.add(packet.payload)
+                if packet.qos == 1:
+                    await self.send(PubAck(packet.packet_id))
+                elif packet.qos == 2:
+                    await self.send(PubRec(packet.packet_id))
+            elif isinstance(packet, PubRel):
+                await self.send(PubComp(packet.packet_id))
+            elif isinstance(packet, Subscribe):
+                codes = tuple(int(s.qos) for s in packet.subscriptions)
+                await self.send(SubAck(packet.packet_id, codes))
+            elif isinstance(packet, Unsubscribe):
+                await self.send(UnsubAck(packet.packet_id))
+            elif isinstance(packet, PingReq):
+                await self.send(PingResp())
+            elif isinstance(packet, Disconnect):
+                return
 
 
 Handler = Callable[[ScriptedPeer], Awaitable[None]]

@@ -37,21 +37,7 @@ from trio_mqtt import (
     UnknownPacketIdError,
     open_mqtt_connection,
 )
-from trio_mqtt.sansio import (
-    ConnAck,
-    Disconnect,
-    PingReq,
-    PingResp,
-    PubAck,
-    PubComp,
-    Publish,
-    PubRec,
-    PubRel,
-    SubAck,
-    Subscribe,
-    UnsubAck,
-    Unsubscribe,
-)
+from trio_mqtt.sansio import ConnAck
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -59,32 +45,12 @@ if sys.version_info < (3, 11):
 
 async def serve(peer: ScriptedPeer, drop: trio.Event | None = None) -> None:
     """Answer everything like a broker; close the link when ``drop`` is set."""
-
-    async def answer() -> None:
-        while True:
-            packet = await peer.receive()
-            if isinstance(packet, Publish) and packet.qos == 1:
-                await peer.send(PubAck(packet.packet_id))
-            elif isinstance(packet, Publish) and packet.qos == 2:
-                await peer.send(PubRec(packet.packet_id))
-            elif isinstance(packet, PubRel):
-                await peer.send(PubComp(packet.packet_id))
-            elif isinstance(packet, Subscribe):
-                codes = tuple(int(s.qos) for s in packet.subscriptions)
-                await peer.send(SubAck(packet.packet_id, codes))
-            elif isinstance(packet, Unsubscribe):
-                await peer.send(UnsubAck(packet.packet_id))
-            elif isinstance(packet, PingReq):
-                await peer.send(PingResp())
-            elif isinstance(packet, Disconnect):
-                return
-
     await peer.accept()
     if drop is None:
-        await answer()
+        await peer.answer_all()
         return
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(answer)
+        nursery.start_soon(peer.answer_all)
         await drop.wait()
         nursery.cancel_scope.cancel()
     await peer.close()

@@ -34,22 +34,7 @@ from trio_mqtt import (
     ReconnectPolicy,
     open_mqtt_connection,
 )
-from trio_mqtt.sansio import (
-    ConnAck,
-    Connect,
-    Disconnect,
-    PingReq,
-    PingResp,
-    PubAck,
-    PubComp,
-    Publish,
-    PubRec,
-    PubRel,
-    SubAck,
-    Subscribe,
-    UnsubAck,
-    Unsubscribe,
-)
+from trio_mqtt.sansio import ConnAck, Connect
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -92,31 +77,15 @@ class Broker:
         await peer.send(ConnAck(session_present=not connect.clean_start))
         drop = self.drop = trio.Event()
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._answer, peer, nursery.cancel_scope)
+
+            async def answer() -> None:
+                await peer.answer_all(self.received)
+                nursery.cancel_scope.cancel()  # the client said DISCONNECT
+
+            nursery.start_soon(answer)
             await drop.wait()
             nursery.cancel_scope.cancel()
         await peer.close()
-
-    async def _answer(self, peer: ScriptedPeer, scope: trio.CancelScope) -> None:
-        while True:
-            packet = await peer.receive()
-            if isinstance(packet, Publish):
-                self.received.add(packet.payload)
-                if packet.qos == 1:
-                    await peer.send(PubAck(packet.packet_id))
-                elif packet.qos == 2:
-                    await peer.send(PubRec(packet.packet_id))
-            elif isinstance(packet, PubRel):
-                await peer.send(PubComp(packet.packet_id))
-            elif isinstance(packet, Subscribe):
-                await peer.send(SubAck(packet.packet_id, (1,) * len(packet.subscriptions)))
-            elif isinstance(packet, Unsubscribe):
-                await peer.send(UnsubAck(packet.packet_id))
-            elif isinstance(packet, PingReq):
-                await peer.send(PingResp())
-            elif isinstance(packet, Disconnect):
-                scope.cancel()
-                return
 
 
 class _Counter(logging.Handler):
