@@ -114,6 +114,11 @@ class Paho:
             return
         pytest.fail(f"unexpected message on {message.topic}")
 
+    def close(self) -> None:
+        """Stop the network thread and close paho's sockets now (its wake-up socket pair too:
+        left to the garbage collector it would warn about unclosed sockets)."""
+        close_paho(self.client)
+
     def disconnect(self, properties: PahoProperties | None = None) -> None:
         self.client.disconnect(properties=properties)
         self.disconnected.wait(WAIT)
@@ -139,9 +144,16 @@ def clients(broker: Any) -> Iterator[Callable[..., Paho]]:
 
     yield make
     for client in made:
-        client.client.loop_stop()
-        with contextlib.suppress(Exception):
-            client.client.disconnect()
+        client.close()
+
+
+def close_paho(client: paho.Client) -> None:
+    """Disconnect (if connected), stop the network thread, and close every socket paho holds
+    (``reinitialise`` is paho's public way to drop them)."""
+    with contextlib.suppress(Exception):
+        client.disconnect()
+    client.loop_stop()
+    client.reinitialise()
 
 
 def props(packet: int, **values: Any) -> PahoProperties:
@@ -232,8 +244,7 @@ def test_zero_length_client_id(broker: Any) -> None:
     try:
         assert done.get(timeout=WAIT) == 0
     finally:
-        client.disconnect()
-        client.loop_stop()
+        close_paho(client)
 
 
 def test_dollar_topics_are_not_matched_by_wildcards(clients: Callable[..., Paho]) -> None:
@@ -324,8 +335,7 @@ def test_unacknowledged_qos1_is_redelivered_on_reconnect(broker: Any) -> None:
         sender.connect(broker.host, broker.port)
         sender.loop_start()
         sender.publish("redo", b"again", 1).wait_for_publish(WAIT)
-        sender.disconnect()
-        sender.loop_stop()
+        close_paho(sender)
         first = receive(sock, decoder)
         assert isinstance(first, Publish)
         assert not first.dup
@@ -455,8 +465,7 @@ def test_v5_assigned_client_identifier(broker: Any) -> None:
         properties = done.get(timeout=WAIT)
         assert properties.AssignedClientIdentifier
     finally:
-        client.disconnect()
-        client.loop_stop()
+        close_paho(client)
 
 
 def test_v5_will_delay_is_cancelled_by_a_quick_reconnection(clients: Callable[..., Paho]) -> None:
