@@ -126,6 +126,12 @@ async def collect(broker: MosquittoBroker, topic: str, argv: list[str], count: i
     return received
 
 
+async def test_pub_with_several_urls_fails_over(mosquitto: MosquittoBroker) -> None:
+    dead = f"mqtt://127.0.0.1:{free_port()}/"  # nothing listens there
+    argv = ["pub", "-L", dead, "-L", f"{mosquitto.url}/", "-t", "fail/over", "-m", "hi", "-q", "1"]
+    assert await collect(mosquitto, "fail/over", argv, 1) == [b"hi"]
+
+
 async def test_pub_lines_from_stdin(mosquitto: MosquittoBroker, monkeypatch) -> None:
     stdin = io.TextIOWrapper(io.BytesIO(b"first\r\nsecond\n\nlast without newline"))
     monkeypatch.setattr(sys, "stdin", stdin)

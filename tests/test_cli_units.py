@@ -176,6 +176,24 @@ def test_connection_flags_become_options() -> None:
     assert options.will.retain
 
 
+def test_repeated_url_gives_a_server_list() -> None:
+    args = parse(
+        "pub", "-t", "x", "-n",
+        "-L", "mqtts://u:p@a/?client_id=me&keep_alive_secs=9&ca_file=ca.pem",
+        "-L", "mqtt://b:1884/topic/ignored",
+    )  # fmt: skip
+    options = options_from_args(args, "pub")
+    assert (options.client_id, options.keep_alive) == ("me", 9)
+    assert options.servers == ("mqtts://u:p@a/?ca_file=ca.pem", "mqtt://b:1884/")
+    assert options.server_options(1).port == 1884
+    args = parse("pub", "-t", "x", "-n", "-L", "mqtt://a", "-L", "mqtt://b", "--cafile", "c")
+    with pytest.raises(InvalidOptionError, match="several -L"):
+        options_from_args(args, "pub")
+    args = parse("pub", "-t", "x", "-n", "-L", "mqtt://a", "-L", "mqtt://b/?keep_alive_secs=1")
+    with pytest.raises(InvalidOptionError, match="keep_alive"):
+        options_from_args(args, "pub")
+
+
 def test_url_options_and_overrides() -> None:
     args = parse("pub", "-t", "x", "-n", "--url", "mqtts://a:b@host/?keep_alive_secs=9")
     options = options_from_args(args, "pub")

@@ -488,6 +488,8 @@ EXPECTED: dict[str, Page] = {
                 "ReconnectPolicy(initial_delay",
                 check="assert options.reconnect.max_delay == 30",
             ),
+            Expect("async def refresh_token", lines=("connected with b'token-42'",)),
+            Expect("standby.example", lines=("connected to localhost 1883",)),
             Expect(
                 "SqliteSessionStore(",
                 check='assert options.session_store.path_for("meter-17").exists()',

@@ -62,6 +62,7 @@ TESTED = {
     "routes.py",
     "subscription_ids.py",
     "tls.py",
+    "token_refresh.py",
     "topic_alias.py",
     "tracked_publish.py",
     "websocket.py",
@@ -297,3 +298,52 @@ def test_high_rate_delivers_everything_in_order_in_batches(mosquitto: MosquittoB
     batches = int(lines[1].split()[0])
     assert 1 <= batches < 3000  # several messages per checkpoint
     assert lines[2].endswith("messages per second (QoS 1, one process for both ends)")
+
+
+async def test_token_refresh_skips_a_dead_server_and_presents_a_new_token(
+    mosquitto: MosquittoBroker,
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        process = await trio.lowlevel.open_process(
+            command("token_refresh.py", "mqtt://127.0.0.1:1", mosquitto.url),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=ENV,
+        )
+        try:
+            assert process.stdout is not None
+            assert process.stderr is not None
+            seen = b""
+            while b"received reading 1" not in seen:  # then a new connection is needed
+                chunk = await process.stdout.receive_some()
+                assert chunk, seen.decode()
+                seen += chunk
+            await trio.to_thread.run_sync(mosquitto.restart)
+            while chunk := await process.stdout.receive_some():
+                seen += chunk
+            errors = b""
+            while chunk := await process.stderr.receive_some():
+                errors += chunk
+            assert await process.wait() == 0, errors.decode()
+        finally:
+            with trio.CancelScope(shield=True):
+                if process.returncode is None:  # failed or timed out: never leave it running
+                    process.kill()
+                    await process.wait()
+                for pipe in (process.stdout, process.stderr):
+                    if pipe is not None:
+                        await pipe.aclose()
+    assert errors == b""
+    lines = seen.decode().splitlines()
+    port = mosquitto.port
+    assert lines[:3] == [
+        "trying 127.0.0.1:1 with token-1",
+        f"trying 127.0.0.1:{port} with token-2",
+        "received reading 1 (connected with token-2)",
+    ]
+    # after the restart: the same server first, each attempt with a new token
+    tries = [line for line in lines[3:] if line.startswith("trying")]
+    assert tries
+    assert all(line.startswith(f"trying 127.0.0.1:{port} with token-") for line in tries)
+    last = int(tries[-1].rsplit("-", 1)[1])
+    assert lines[-1] == f"received reading 2 (connected with token-{last})"

@@ -13,6 +13,7 @@ from pathlib import Path
 import trio_mqtt
 
 EXPECTED = {
+    "BeforeConnectError",
     "CertificateVerificationError",
     "Client",
     "ConnAck",

@@ -12,6 +12,7 @@ from ._connection import (
     open_mqtt_connection as open_mqtt_connection,
 )
 from ._core._errors import (
+    BeforeConnectError as BeforeConnectError,
     ConnectionClosed as ConnectionClosed,
     ConnectionLost as ConnectionLost,
     ConnectionRefused as ConnectionRefused,
@@ -89,6 +90,7 @@ from ._url import proxy_from_url as proxy_from_url
 __version__ = "0.1.0"
 
 __all__ = [
+    "BeforeConnectError",
     "CertificateVerificationError",
     "Client",
     "ConnAck",

@@ -41,10 +41,18 @@ class MqttConnection:
 
     def __init__(self, loop: EventLoop) -> None:
         self._loop = loop
-        self.options = loop.options
         self._reconnect_on_next_poll = False
 
     # ================================================================= public API
+    @property
+    def options(self) -> MqttOptions:
+        """The options of the current (or last) connection attempt.
+
+        They start as the options given to :func:`open_mqtt_connection`; a server list or a
+        ``before_connect`` hook changes them before each attempt.
+        """
+        return self._loop.options
+
     @property
     def client(self) -> Client:
         """The first client handle; :meth:`Client.clone` it for other tasks."""

@@ -46,8 +46,10 @@ from typing import Any
 import trio
 
 from ._admission import Admission
+from ._attempts import AttemptPlanner
 from ._client import Client
 from ._core._errors import (
+    BeforeConnectError,
     ConnectionClosed,
     ConnectionLost,
     ConnectionRefused,
@@ -150,6 +152,9 @@ class EventLoop:
         self._nursery: trio.Nursery | None = None
         self._connects = 0
         self._bytes_received = 0
+        self._attempts = AttemptPlanner(options)
+        #: cancels a running before_connect hook when the session ends
+        self._attempt_scope: trio.CancelScope | None = None
 
     # ================================================================= the interface
     async def run(self, nursery: trio.Nursery) -> None:
@@ -297,6 +302,8 @@ class EventLoop:
     def _end_session(self, end: MqttError) -> None:
         """Refuse new requests from now on; the writer flushes and the session task ends."""
         self._end = end
+        if self._attempt_scope is not None:
+            self._attempt_scope.cancel()
         self._writer.close_after_flush()
         self._session_wakeup.set()
         self._window_wakeup.set()
@@ -453,8 +460,13 @@ class EventLoop:
         started = False
         while self._end is None:
             try:
+                if not await self._prepare_attempt():
+                    break
                 stream = await self._establish()
-            except (ConnectionLost, ConnectionRefused, ProtocolError) as exc:
+            except (ConnectionLost, ConnectionRefused, ProtocolError, BeforeConnectError) as exc:
+                if not isinstance(exc, BeforeConnectError) and self._attempts.attempt_failed():
+                    logger.info("connecting failed (%s): trying the next server", exc)
+                    continue
                 attempt += 1
                 if not started and (policy is None or _exhausted(policy.max_attempts, attempt)):
                     raise
@@ -466,6 +478,7 @@ class EventLoop:
                     attempt = 0
                 continue
             attempt = 0
+            self._attempts.connected()
             if self._end is None:
                 self._phase = Phase.CONNECTED
                 self._room_changed()
@@ -506,6 +519,19 @@ class EventLoop:
         while self._end is None and self._phase is Phase.FAILED:
             await self._session_wakeup.wait()
         return False
+
+    async def _prepare_attempt(self) -> bool:
+        """Take the options of the coming attempt (server list, before_connect hook).
+
+        Returns False when the session ended while the hook ran.
+        """
+        with trio.CancelScope() as scope:
+            self._attempt_scope = scope
+            try:
+                self.options = await self._attempts.prepare(self.options, self._state)
+            finally:
+                self._attempt_scope = None
+        return not scope.cancelled_caught and self._end is None
 
     async def _establish(self) -> trio.abc.Stream:
         """Open the transport and complete CONNECT/CONNACK within the connect timeout."""

@@ -9,9 +9,9 @@ not minutes later on a reconnect.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeAlias
 
 from ._core._config import Authenticator, SessionConfig
 from ._core._errors import InvalidOptionError, InvalidTopicError
@@ -19,9 +19,17 @@ from ._core._packets import Properties, ProtocolVersion, Will
 from ._core._topics import validate_topic
 from ._store import SessionStore
 from ._transports import TcpTransport, Transport
-from ._url import explain_option_error, url_fields
+from ._url import explain_option_error, server_fields, url_fields
 
-__all__ = ["MqttOptions", "ReconnectPolicy"]
+__all__ = ["BeforeConnect", "MqttOptions", "ReconnectPolicy"]
+
+#: The ``before_connect`` hook: given the options of the coming attempt, return changed ones
+#: (or ``None`` to keep them).
+BeforeConnect: TypeAlias = Callable[["MqttOptions"], Awaitable["MqttOptions | None"]]
+
+#: Options outside the sans-IO session config that stay fixed for the whole session: the hook
+#: may not change them (the session config's own rule is ``ClientState.reconfigure``).
+_FIXED_FOR_SESSION = ("request_capacity", "session_store", "before_connect", "servers")
 
 MAX_PACKET_SIZE = 268_435_460  # 1 + 4 bytes of fixed header + 268,435,455
 #: Incoming packets are bounded by default: a broker (or an attacker in its place) cannot make
@@ -196,6 +204,13 @@ class MqttOptions:
             the next connection in this process, a :class:`SqliteSessionStore` across a crash
             and restart. ``None`` (default): the session lives in this connection only. A
             clean start discards what the store holds. See :doc:`/reconnects`.
+        before_connect: an async callable run before every connection attempt (the first
+            and each reconnect). It receives the options the attempt would use and returns
+            changed ones (``options.replace(password=new_token)``) or ``None``; the session
+            carries over. See :doc:`/reconnects`.
+        servers: broker URLs (``mqtt://``, ``mqtts://``, ``ws://``, ``wss://``, ``unix://``)
+            tried in order, sticking to the one that works; each sets host, port, transport
+            (and credentials, if it has them) and overrides ``host``/``port``/``transport``.
     """
 
     client_id: str
@@ -227,9 +242,18 @@ class MqttOptions:
     reconnect: ReconnectPolicy | None = None
     transport: Transport = field(default_factory=TcpTransport)
     session_store: SessionStore | None = None
+    before_connect: BeforeConnect | None = None
+    servers: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         _check_types(self)
+        if self.before_connect is not None and not callable(self.before_connect):
+            raise InvalidOptionError("before_connect must be an async callable or None")
+        if isinstance(self.servers, str):
+            raise InvalidOptionError("servers is a sequence of URLs, not one string")
+        object.__setattr__(self, "servers", tuple(self.servers))
+        for url in self.servers:
+            server_fields(url)
         try:
             version = ProtocolVersion(self.protocol_version)
         except ValueError:
@@ -340,6 +364,28 @@ class MqttOptions:
     def replace(self, **changes: Any) -> MqttOptions:
         """A copy with some options changed (validated again)."""
         return replace(self, **changes)
+
+    def server_options(self, index: int) -> MqttOptions:
+        """These options aimed at ``servers[index]`` (its host, port and transport)."""
+        return replace(self, **server_fields(self.servers[index]))
+
+    def check_session_change(self, new: MqttOptions) -> None:
+        """Refuse ``new`` as the options of a later connection of the same session.
+
+        Only the options outside the session config are checked here; the state machine's
+        ``reconfigure`` checks the rest (client id, protocol version, windows, ...).
+
+        Raises:
+            InvalidOptionError: ``new`` is not an :class:`MqttOptions`, or changes an option
+                that holds for the whole session; the message names it.
+        """
+        if not isinstance(new, MqttOptions):
+            raise InvalidOptionError(
+                f"before_connect must return MqttOptions or None, got {type(new).__name__}"
+            )
+        changed = [name for name in _FIXED_FOR_SESSION if getattr(new, name) != getattr(self, name)]
+        if changed:
+            raise InvalidOptionError(f"{', '.join(changed)} cannot change during a session")
 
     @property
     def clean_session(self) -> bool:

@@ -33,7 +33,10 @@ from ._transports import (
     WebSocketTransport,
 )
 
-__all__ = ["QUERY_KEYS", "explain_option_error", "proxy_from_url", "url_fields"]
+__all__ = ["QUERY_KEYS", "explain_option_error", "proxy_from_url", "server_fields", "url_fields"]
+
+#: What a server URL of ``MqttOptions(servers=...)`` may set: where and how to connect.
+_SERVER_FIELDS = frozenset({"host", "port", "transport", "username", "password"})
 
 _SCHEMES: dict[str, tuple[str, int]] = {
     "mqtt": ("tcp", 1883),
@@ -300,6 +303,31 @@ def url_fields(url: str, overrides: dict[str, Any]) -> dict[str, Any]:
         )
     options.update(overrides)
     return options
+
+
+def server_fields(url: str) -> dict[str, Any]:
+    """The ``MqttOptions`` fields one entry of ``servers=`` sets: host, port and transport.
+
+    The URL's scheme, host, port, WebSocket path, TLS query keys and proxy choose the
+    transport; ``user:password@`` sets the credentials for that server. Query keys that
+    describe the session (client id, keep alive, ...) belong to the options, not to one
+    server, and are refused.
+
+    Raises:
+        InvalidOptionError: a bad URL, or one that sets more than where to connect.
+    """
+    fields = url_fields(url, {})
+    extra = sorted(name for name in fields if name not in _SERVER_FIELDS)
+    if fields.get("client_id") == "":
+        extra.remove("client_id")
+        del fields["client_id"]
+    if extra:
+        raise InvalidOptionError(
+            f"server URL {url!r} sets {', '.join(extra)}: a server URL says only where to "
+            "connect (scheme, credentials, host, port, path, TLS keys, proxy); give session "
+            "settings as options"
+        )
+    return fields
 
 
 def explain_option_error(

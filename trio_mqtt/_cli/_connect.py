@@ -17,7 +17,7 @@ import os
 import secrets
 import ssl
 from typing import cast
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from trio_mqtt import (
     HttpProxy,
@@ -188,9 +188,11 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     broker.add_argument(
         "-L",
         "--url",
+        action=_UrlAction,
         help="broker URL instead of -h/-p: mqtt://, mqtts://, ws://, wss:// or unix:///path, "
         "with user:password@ and query keys such as ?client_id=x&keep_alive_secs=5; as in "
-        "mosquitto, the path of an mqtt:// or mqtts:// URL is the topic (mqtt://host/a/b)",
+        "mosquitto, the path of an mqtt:// or mqtts:// URL is the topic (mqtt://host/a/b). "
+        "Repeat it to give further servers, tried in order when one fails",
     )
     broker.add_argument(
         "--unix",
@@ -419,6 +421,51 @@ def _will(args: argparse.Namespace, properties: PropertySet) -> Will | None:
     )
 
 
+class _UrlAction(argparse.Action):
+    """``-L``/``--url``, repeatable: the first URL names the broker (and the topic, its query
+    keys the session settings); all of them, in order, form the server list."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        assert isinstance(values, str)
+        urls = [*getattr(namespace, "urls", ()), values]
+        namespace.urls = urls
+        if namespace.url is None:
+            namespace.url = values
+
+
+#: Query keys a server of the list keeps from the first URL: they choose its transport.
+_TRANSPORT_QUERY_KEYS = frozenset(
+    {"ca_file", "cert_file", "key_file", "alpn", "server_name", "proxy"}
+)
+
+
+def _server_list(args: argparse.Namespace) -> list[str]:
+    """The ``servers=`` list of a repeated ``-L``: each URL without its topic; the first also
+    without the session query keys it applies to the whole session."""
+    urls: list[str] = list(getattr(args, "urls", ()))
+    if len(urls) < 2:
+        return []
+    if _tls_requested(args) or args.proxy is not None or args.bind_address is not None:
+        raise InvalidOptionError(
+            "with several -L URLs, give TLS settings and proxies in each URL's query "
+            "(ca_file=, proxy=, ...) instead of --cafile/--proxy/-A"
+        )
+    first = urlsplit(url_topic(urls[0])[0].strip())
+    query = [
+        (key, value)
+        for key, value in parse_qsl(first.query, keep_blank_values=True)
+        if key in _TRANSPORT_QUERY_KEYS
+    ]
+    servers = [urlunsplit(first._replace(query=urlencode(query)))]
+    return servers + [url_topic(url)[0] for url in urls[1:]]
+
+
 def _url_has_client_id(url: str) -> bool:
     try:
         query = urlsplit(url.strip()).query
@@ -524,6 +571,9 @@ def options_from_args(
         elif not url_gives_id:
             overrides["client_id"] = generated
         options = MqttOptions.from_url(url, **overrides)
+        servers = _server_list(args)
+        if servers:
+            return options.replace(servers=servers)
         if _tls_requested(args):
             options = options.replace(transport=_with_tls(args, options.transport))
         else:

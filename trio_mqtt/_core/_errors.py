@@ -12,6 +12,7 @@ from __future__ import annotations
 from ._reason_codes import ReasonCode
 
 __all__ = [
+    "BeforeConnectError",
     "ConnectTimeout",
     "ConnectionClosed",
     "ConnectionLost",
@@ -182,6 +183,14 @@ class DisconnectedByBroker(ConnectionLost):
         super().__init__(message)
         self.reason_code = reason_code
         self.reason_string = reason_string
+
+
+class BeforeConnectError(MqttError):
+    """The ``before_connect`` hook raised, took too long, or returned unusable options.
+
+    It counts as a failed connection attempt (a reconnect policy waits and tries again); the
+    hook's own exception is the ``__cause__``.
+    """
 
 
 class ConnectionClosed(MqttError):

@@ -98,6 +98,21 @@ from ._session import (
 
 __all__ = ["ClientState", "ConnectionState", "SessionSnapshot", "SessionStatistics"]
 
+#: :class:`SessionConfig` fields that :meth:`ClientState.reconfigure` refuses to change.
+SESSION_FIELDS = (
+    "client_id",
+    "protocol_version",
+    "inflight",
+    "receive_maximum",
+    "max_incoming_packet_size",
+    "max_outgoing_packet_size",
+    "topic_alias_maximum",
+    "outgoing_topic_aliases",
+    "manual_acks",
+    "resend_on_session_loss",
+    "restore_subscriptions",
+)
+
 
 class ClientState(_OutgoingMixin, _IncomingMixin):
     """The sans-IO MQTT client session.
@@ -184,6 +199,33 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
         if flows:
             self._last_id = next(reversed(flows))
         self._incoming = dict.fromkeys(snapshot.incoming, IN_QOS2_RECEIVED)
+
+    def reconfigure(self, config: SessionConfig) -> None:
+        """Use ``config`` from the next :meth:`connect` on, keeping the session.
+
+        Only what a CONNECT carries may change between connections: credentials, the will,
+        keep alive and PINGRESP timeout, clean start, the v5 CONNECT properties and the
+        authenticator. Everything the session itself depends on (client id, protocol
+        version, windows, packet size and alias limits, acknowledgement mode, the
+        session-loss rules) must stay as it is: flows, queued publishes and subscriptions
+        carry over untouched.
+
+        Raises:
+            LocalProtocolError: a connection is open (call it while disconnected).
+            InvalidOptionError: a session-level setting differs; the message names it.
+        """
+        if self.state is not ConnectionState.DISCONNECTED:
+            raise LocalProtocolError("the configuration can only change between connections")
+        old = self.config
+        changed = [name for name in SESSION_FIELDS if getattr(config, name) != getattr(old, name)]
+        if changed:
+            raise InvalidOptionError(
+                f"{', '.join(changed)} cannot change during a session (only what CONNECT "
+                "carries can: credentials, will, keep alive, clean start, CONNECT properties, "
+                "authenticator)"
+            )
+        self.config = config
+        self._session_expiry = config.connect_properties.session_expiry_interval or 0
 
     def connect(self, now: float) -> None:
         """Start a new network connection: reset per-connection state and queue CONNECT."""

@@ -330,6 +330,20 @@ class MosquittoBroker:
         path.write_text("".join(lines), encoding="utf-8")
         path.chmod(0o600)
 
+    def set_users(self, users: Mapping[str, str]) -> None:
+        """Replace the password file's users (a broker made with ``users``).
+
+        mosquitto reads the file when it starts, so the change applies from the next
+        :meth:`start` or :meth:`restart` on; connections already open are not affected.
+
+        Raises:
+            ValueError: the broker was made without ``users``, or ``users`` is empty.
+        """
+        if not self._users or not users:
+            raise ValueError("set_users needs a broker made with users= and at least one user")
+        self._users = dict(users)
+        self._write_password_file()
+
     def _tls_lines(self) -> list[str]:
         lines = [
             f"cafile {self.ca_pem_path}",
