@@ -491,6 +491,10 @@ EXPECTED: dict[str, Page] = {
             Expect("async def refresh_token", lines=("connected with b'token-42'",)),
             Expect("standby.example", lines=("connected to localhost 1883",)),
             Expect(
+                "async def credentials_for",
+                check="assert options.follow_redirects and options.before_connect",
+            ),
+            Expect(
                 "SqliteSessionStore(",
                 check='assert options.session_store.path_for("meter-17").exists()',
             ),

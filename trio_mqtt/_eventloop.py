@@ -464,6 +464,9 @@ class EventLoop:
                     break
                 stream = await self._establish()
             except (ConnectionLost, ConnectionRefused, ProtocolError, BeforeConnectError) as exc:
+                if self._attempts.redirect(exc, self.options):
+                    logger.info("redirected by the broker: %s", exc)
+                    continue
                 if not isinstance(exc, BeforeConnectError) and self._attempts.attempt_failed():
                     logger.info("connecting failed (%s): trying the next server", exc)
                     continue
@@ -492,6 +495,9 @@ class EventLoop:
                     self._phase = Phase.CONNECTING
                 if policy is not None:
                     self._router.events.put(Disconnected(error))
+                if self._attempts.redirect(error, self.options):
+                    logger.info("redirected by the broker: %s", error)
+                    continue
                 if not await self._after_failure(error, 0):
                     attempt = 0
         self.finish()

@@ -104,6 +104,8 @@ _FLAGS = (
     "request_problem_information",
     "resend_on_session_loss",
     "restore_subscriptions",
+    "follow_redirects",
+    "redirect_credentials",
 )
 
 
@@ -211,6 +213,11 @@ class MqttOptions:
         servers: broker URLs (``mqtt://``, ``mqtts://``, ``ws://``, ``wss://``, ``unix://``)
             tried in order, sticking to the one that works; each sets host, port, transport
             (and credentials, if it has them) and overrides ``host``/``port``/``transport``.
+        follow_redirects: MQTT 5: when the broker answers CONNECT or disconnects with 0x9C (use
+            another server) or 0x9D (server moved) and a Server Reference, connect there next
+            (off by default).
+        redirect_credentials: send ``username`` and ``password`` to a redirect target on
+            another host too (default: they are dropped; ``before_connect`` may add its own).
     """
 
     client_id: str
@@ -244,6 +251,8 @@ class MqttOptions:
     session_store: SessionStore | None = None
     before_connect: BeforeConnect | None = None
     servers: Sequence[str] = ()
+    follow_redirects: bool = False
+    redirect_credentials: bool = False
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -318,6 +327,7 @@ class MqttOptions:
                 "user_properties": bool(self.user_properties),
                 "request_response_information": self.request_response_information,
                 "authenticator": self.authenticator is not None,
+                "follow_redirects": self.follow_redirects,
             }
             used = [name for name, is_set in v5_only.items() if is_set]
             if used:

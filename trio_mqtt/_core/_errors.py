@@ -128,9 +128,16 @@ class ConnectionRefused(MqttError):
     Attributes:
         reason_code: the v5 reason code, or the v3.1.1 return code (1-5) as an int.
         reason_string: the v5 Reason String property, if the broker sent one.
+        server_reference: the v5 Server Reference property (with 0x9C "use another server"
+            or 0x9D "server moved"), if the broker sent one.
     """
 
-    def __init__(self, reason_code: int, reason_string: str | None = None) -> None:
+    def __init__(
+        self,
+        reason_code: int,
+        reason_string: str | None = None,
+        server_reference: str | None = None,
+    ) -> None:
         try:
             name = ReasonCode(reason_code).name if reason_code >= 0x80 else None
         except ValueError:
@@ -139,9 +146,12 @@ class ConnectionRefused(MqttError):
         message = f"connection refused by the broker: {label} (0x{reason_code:02x})"
         if reason_string:
             message += f": {reason_string}"
+        if server_reference:
+            message += f" (server reference: {server_reference})"
         super().__init__(message)
         self.reason_code = reason_code
         self.reason_string = reason_string
+        self.server_reference = server_reference
 
 
 _V311_RETURN_CODES = {
@@ -170,9 +180,20 @@ class KeepAliveTimeout(ConnectionLost):
 
 
 class DisconnectedByBroker(ConnectionLost):
-    """The broker sent DISCONNECT (MQTT 5) with :attr:`reason_code`."""
+    """The broker sent DISCONNECT (MQTT 5) with :attr:`reason_code`.
 
-    def __init__(self, reason_code: int, reason_string: str | None = None) -> None:
+    Attributes:
+        reason_code: the reason code.
+        reason_string: the Reason String property, if the broker sent one.
+        server_reference: the Server Reference property, if the broker sent one.
+    """
+
+    def __init__(
+        self,
+        reason_code: int,
+        reason_string: str | None = None,
+        server_reference: str | None = None,
+    ) -> None:
         try:
             label = ReasonCode(reason_code).name
         except ValueError:
@@ -180,9 +201,12 @@ class DisconnectedByBroker(ConnectionLost):
         message = f"disconnected by the broker: {label} (0x{reason_code:02x})"
         if reason_string:
             message += f": {reason_string}"
+        if server_reference:
+            message += f" (server reference: {server_reference})"
         super().__init__(message)
         self.reason_code = reason_code
         self.reason_string = reason_string
+        self.server_reference = server_reference
 
 
 class BeforeConnectError(MqttError):

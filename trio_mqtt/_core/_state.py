@@ -381,7 +381,8 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
         if packet.reason_code != 0:
             self._wire_open = False
             self.state = ConnectionState.DISCONNECTED
-            raise ConnectionRefused(packet.reason_code, packet.properties.reason_string)
+            props = packet.properties
+            raise ConnectionRefused(packet.reason_code, props.reason_string, props.server_reference)
         if packet.session_present and self.config.clean_start:
             # MQTT-3.2.2-4: a client without session state must close on session present = 1.
             self._fail(
@@ -523,7 +524,8 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
             self._fail("a 3.1.1 server must not send DISCONNECT", ReasonCode.PROTOCOL_ERROR)
         self._wire_open = False
         self.state = ConnectionState.DISCONNECTED
-        raise DisconnectedByBroker(packet.reason_code, packet.properties.reason_string)
+        props = packet.properties
+        raise DisconnectedByBroker(packet.reason_code, props.reason_string, props.server_reference)
 
     def _on_auth(self, packet: Auth) -> None:
         self.statistics.packets_received += 1
