@@ -109,7 +109,7 @@ CHANGED = {
     "restore_subscriptions": False,
 }
 ALLOWED = {
-    "username": st.none() | st.text(max_size=5),
+    "username": st.text(max_size=5),  # MQTT 3.1.1 sends a password only with a user name
     "password": st.none() | st.binary(max_size=5),
     "keep_alive": st.integers(0, 100),
     "ping_timeout": st.floats(0.1, 10),
@@ -131,7 +131,7 @@ def test_every_session_field_has_a_refused_change() -> None:
 def test_allowed_changes_keep_the_session_and_fixed_ones_are_refused(
     fixed: list[str], allowed: dict[str, object], acked: int
 ) -> None:
-    client = make_client(clean_start=False, inflight=4)
+    client = make_client(clean_start=False, inflight=4, username="u")
     broker = SansioBroker(client)
     broker.connect()
     client.subscribe([Subscription("s/#", QoS.AT_LEAST_ONCE)], now=0.0)
