@@ -525,6 +525,19 @@ EXPECTED: dict[str, Page] = {
                 lines=("insert sensors/kitchen/temp b'21.5'",),
                 stop_at="insert sensors/kitchen/temp b'21.5'",
             ),
+            Expect(
+                "async def charge(order: Publish)",
+                # A retained order is there before the route subscribes, so it arrives; the
+                # stop raised in the handler comes out of handle() as it was raised.
+                check="""
+                    url = "mqtt://localhost/?client_id=docs-orders&manual_acks=true"
+                    async with open_mqtt_connection(url) as conn:
+                        await conn.client.publish("orders/alice", b"A-1", 1, retain=True)
+                        await process_orders(conn)
+                """,
+                lines=("charged orders/alice A-1",),
+                stop_at="charged orders/alice A-1",
+            ),
         )
     ),
     "sync.rst": Page(

@@ -57,6 +57,7 @@ TESTED = {
     "async_pubsub.py",
     "high_rate.py",
     "manual_acks.py",
+    "ordered_handlers.py",
     "reconnect.py",
     "request_response.py",
     "routes.py",
@@ -109,6 +110,16 @@ def test_routes(mosquitto: MosquittoBroker) -> None:
     assert [line for line in lines if line.startswith("unrouted")] == ["unrouted: cellar/pressure"]
     assert lines[-1] == "done"
     assert len(lines) == 6
+
+
+def test_ordered_handlers(mosquitto: MosquittoBroker) -> None:
+    assert output("ordered_handlers.py", mosquitto.url) == [
+        "order bob/3 failed: card declined",
+        "alice: orders [1, 2, 3, 4]",
+        "bob: orders [1, 2, 3, 4]",
+        "carol: orders [1, 2, 3, 4]",
+        "at most 3 orders at once (one per customer)",
+    ]
 
 
 def test_tracked_publish_reports_reason_codes(

@@ -180,7 +180,7 @@ class MqttConnection:
             if qos is not None:
                 await loop.client.subscribe(topic_filter, qos)
                 subscribed = True
-            yield MessageStream(route)
+            yield MessageStream(route, loop.client.ack if self.options.manual_acks else None)
         finally:
             still_used = loop.close_route(route)
             if subscribed and not still_used and loop.end is None:

@@ -29,6 +29,7 @@ import trio
 from ._core._errors import ConnectionClosed, InvalidOptionError, MqttError, RequestsDone
 from ._core._events import Incoming
 from ._core._packets import Publish
+from ._handlers import Acknowledge, ErrorPolicy, Handler, KeyFunction, run_ordered
 
 __all__ = ["EventBuffer", "Failure", "MessageStream", "Overflow", "Route", "Signal"]
 
@@ -294,8 +295,9 @@ class MessageStream:
     messages that arrive after the application reconnects with ``poll()``.
     """
 
-    def __init__(self, route: Route) -> None:
+    def __init__(self, route: Route, acknowledge: Acknowledge | None = None) -> None:
         self._route = route
+        self._acknowledge = acknowledge
 
     @property
     def topic_filter(self) -> str:
@@ -306,6 +308,11 @@ class MessageStream:
     def dropped(self) -> int:
         """Messages dropped by the overflow policy so far."""
         return self._route.dropped
+
+    @property
+    def buffered(self) -> int:
+        """Messages waiting in the route's buffer (at most its ``capacity`` once it is full)."""
+        return len(self._route.items)
 
     async def receive(self) -> Publish:
         """The next message; raises :class:`~trio_mqtt.ConnectionClosed` when closed."""
@@ -329,6 +336,54 @@ class MessageStream:
         batch = [await route.get()]
         route.take_messages(batch, max_batch - 1)
         return batch
+
+    async def handle(
+        self,
+        handler: Handler,
+        *,
+        workers: int = 1,
+        key: KeyFunction | None = None,
+        max_pending: int | None = None,
+        on_error: ErrorPolicy = "raise",
+    ) -> None:
+        """Run ``await handler(message)`` for every message, on up to ``workers`` at once.
+
+        Messages with the same key are handled one at a time, in the order they arrived;
+        messages with different keys run in parallel. With ``manual_acks=True`` each QoS 1/2
+        message is acknowledged after its handler returned, in arrival order, so a message
+        whose handler never finished comes again when the session resumes. See
+        :doc:`/routes` for the details.
+
+        Args:
+            handler: an async function taking one :class:`~trio_mqtt.Publish`.
+            workers: how many handlers may run at once.
+            key: the ordering key of a message (any hashable); by default its topic.
+            max_pending: how many messages may be taken from the route and not yet
+                acknowledged (default ``4 * workers``). At the bound the route fills and,
+                with ``overflow="wait"``, the connection stops reading from the broker.
+            on_error: what an exception from ``handler`` does: ``"raise"`` cancels the other
+                handlers and raises it from ``handle()`` (the message is not acknowledged);
+                ``"log"`` logs it on the ``trio_mqtt`` logger and goes on; a callable
+                ``on_error(message, exception)`` (plain or async) reports it and goes on.
+                Going on counts the message as handled (it is acknowledged).
+
+        Returns when the route or the connection is closed, once every message taken has
+        been handled. Without a reconnect policy a connection error is raised, also after
+        the messages taken have been handled.
+
+        Raises:
+            InvalidOptionError: ``workers`` or ``max_pending`` below 1, or an unknown
+                ``on_error`` policy.
+        """
+        await run_ordered(
+            self,
+            handler,
+            acknowledge=self._acknowledge,
+            workers=workers,
+            key=key,
+            max_pending=max_pending,
+            on_error=on_error,
+        )
 
     def __aiter__(self) -> MessageStream:
         return self
