@@ -236,6 +236,7 @@ class EventLoop:
             stray_acks=counters.stray_acks,
             bytes_sent=self._writer.bytes_sent,
             bytes_received=self._bytes_received,
+            held_acks=state.held_ack_count,
         )
 
     async def close(self, grace_period: float) -> None:

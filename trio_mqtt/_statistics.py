@@ -32,6 +32,8 @@ class ConnectionStatistics:
         stray_acks: PUBACK, PUBREC and PUBCOMP packets for packet ids no flow held (ignored
             and logged).
         bytes_sent, bytes_received: bytes each way on the transport.
+        held_acks: manual acks given out of order and held until the messages that arrived
+            before them are acked (MQTT-4.6.0-2; see :doc:`/events`).
     """
 
     connected: bool
@@ -53,6 +55,7 @@ class ConnectionStatistics:
     stray_acks: int
     bytes_sent: int
     bytes_received: int
+    held_acks: int = 0
 
     @property
     def reconnects(self) -> int:

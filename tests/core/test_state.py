@@ -280,9 +280,10 @@ def test_manual_acks_hold_acks_until_ack() -> None:
     broker.publish("a", qos=2, packet_id=3)
     assert broker.pump() == []
     assert not client.is_idle()
-    client.ack(3, now=0.0)
+    client.ack(3, now=0.0)  # held: id 2 arrived first (MQTT-4.6.0-2)
+    assert broker.pump() == []
     client.ack(2, now=0.0)
-    assert broker.pump() == [PubRec(3), PubAck(2)]
+    assert broker.pump() == [PubAck(2), PubRec(3)]
     with pytest.raises(UnknownPacketIdError):
         client.ack(2, now=0.0)
     with pytest.raises(UnknownPacketIdError):

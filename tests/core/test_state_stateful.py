@@ -313,8 +313,9 @@ class SessionMachine(RuleBasedStateMachine):
             for pid in self._owed():
                 self._broker_answer(pid, lose=False)
             for pid in self._unacked_incoming():
-                self.client.ack(pid, now=self.now)
-                self._pump()
+                if pid in self._unacked_incoming():  # an earlier ack may have released it
+                    self.client.ack(pid, now=self.now)
+                    self._pump()
             for pid in sorted(self.srv_subs):
                 if self.connected:
                     request = self.srv_subs.pop(pid)

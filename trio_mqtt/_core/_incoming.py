@@ -6,6 +6,10 @@ acknowledged with PUBREC and awaiting PUBREL. A QoS 2 PUBLISH for an id held the
 retransmission: it is answered (PUBREC again once acked) but not delivered twice (MQTT 5
 MQTT-4.3.3-10; MQTT 3.1.1 section 4.3.3 "method B"). With manual acks nothing is acknowledged
 until the application calls :meth:`ack`; the held entries count against our Receive Maximum.
+
+Manual acks leave in the order the publishes arrived (MQTT-4.6.0-2), whatever the order of the
+application's calls: ``_ack_order`` lists the delivered ids not yet acknowledged on the wire, and
+an ack for an id behind the head waits in ``_early_acks`` until every earlier one is acked.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ class _IncomingMixin(_SessionBase):
             if pid not in incoming:
                 self._check_receive_maximum()
                 incoming[pid] = IN_QOS1_UNACKED
+                self._ack_order.append(pid)
             self._events.append(Incoming(packet))
             return
         held = incoming.get(pid)
@@ -70,6 +75,7 @@ class _IncomingMixin(_SessionBase):
         self._events.append(Incoming(packet))
         if self.config.manual_acks:
             incoming[pid] = IN_QOS2_UNACKED
+            self._ack_order.append(pid)
         else:
             incoming[pid] = IN_QOS2_RECEIVED
             self._send(PubRec(pid))
@@ -115,6 +121,9 @@ class _IncomingMixin(_SessionBase):
     def check_ack(self, packet_id: int, reason_code: int = 0) -> None:
         """Raise if :meth:`ack` would refuse this acknowledgement now; change nothing.
 
+        An id whose ack is held (see :meth:`ack`) may be acked again: the later ack replaces
+        the held one.
+
         Raises:
             UnknownPacketIdError: no delivered publish awaits an ack under ``packet_id``.
             LocalProtocolError: a reason code with MQTT 3.1.1.
@@ -135,9 +144,11 @@ class _IncomingMixin(_SessionBase):
     ) -> None:
         """Acknowledge an incoming QoS 1 (PUBACK) or QoS 2 (PUBREC) publish in manual-ack mode.
 
-        While disconnected the ack cannot be sent: a QoS 2 message is then answered when the
-        broker re-sends it, a QoS 1 message is delivered again. Acks go out in the order of
-        the calls, which MQTT 3.1.1 (MQTT-4.6.0-2) wants to match the order of arrival.
+        Acks go out in the order the publishes arrived (MQTT-4.6.0-2), whatever the order of
+        the calls: an ack for a publish that arrived after one still unacknowledged is held
+        (:attr:`held_ack_count`) and sent as soon as every earlier publish is acked. While
+        disconnected the ack cannot be sent: a QoS 2 message is then answered when the broker
+        re-sends it, a QoS 1 message is delivered again.
 
         Args:
             packet_id: the broker's packet id of the delivered publish.
@@ -151,9 +162,18 @@ class _IncomingMixin(_SessionBase):
         """
         self._now = now
         self.check_ack(packet_id, reason_code)
-        held = self._incoming[packet_id]
         if not self._v5:
             properties = NO_PROPERTIES
+        order = self._ack_order
+        early = self._early_acks
+        early[packet_id] = (reason_code, properties)
+        while order and order[0] in early:
+            pid = order.popleft()
+            code, props = early.pop(pid)
+            self._send_ack(pid, code, props)
+
+    def _send_ack(self, packet_id: int, reason_code: int, properties: Properties) -> None:
+        held = self._incoming[packet_id]
         if held == IN_QOS1_UNACKED:
             del self._incoming[packet_id]
             self._send(PubAck(packet_id, reason_code, properties))

@@ -158,6 +158,10 @@ class _SessionBase:
         self._subscriptions: dict[str, tuple[Subscription, Properties]] = {}
         # Incoming session state.
         self._incoming: dict[int, int] = {}
+        # Manual acks (MQTT-4.6.0-2): ids delivered and not yet acknowledged on the wire, in
+        # the order they arrived, and the acks the application gave ahead of an earlier one.
+        self._ack_order: deque[int] = deque()
+        self._early_acks: dict[int, tuple[int, Properties]] = {}
         # Per-connection state.
         self._max_out = config.max_outgoing_packet_size
         self._max_qos = 2
@@ -191,6 +195,11 @@ class _SessionBase:
     def inflight_count(self) -> int:
         """Outgoing QoS 1/2 publishes holding a window slot."""
         return self._inflight
+
+    @property
+    def held_ack_count(self) -> int:
+        """Manual acks given by the application but held until earlier messages are acked."""
+        return len(self._early_acks)
 
     @property
     def waiting_count(self) -> int:

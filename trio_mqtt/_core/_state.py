@@ -458,6 +458,8 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
         self._flows = {}
         self._inflight = 0
         self._incoming = {}
+        self._ack_order.clear()  # the broker forgot these messages: nothing left to ack
+        self._early_acks.clear()
         resent = dropped = completed = 0
         requeue: list[tuple[Publish, object, bytes]] = []
         requests: list[Flow] = []
