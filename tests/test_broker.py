@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 import trustme
 
 from trio_mqtt import (
@@ -258,3 +259,29 @@ def test_embedded_broker_fixture_gives_a_running_broker(embedded_broker: Embedde
     with socket.create_connection((embedded_broker.host, embedded_broker.port), timeout=5) as s:
         s.sendall(b"\x10\x0e\x00\x04MQTT\x04\x02\x00\x3c\x00\x02fx")
         assert s.recv(4) == b"\x20\x02\x00\x00"
+
+
+async def test_a_taken_over_connection_that_never_reads_is_closed_anyway() -> None:
+    with trio.fail_after(20):
+        config = BrokerConfig(max_output_bytes=1024 * 1024)
+        async with open_mqtt_broker(config=config) as broker:
+            stuck = trio.socket.socket()
+            stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            await stuck.connect((broker.host, broker.port))
+            with stuck:
+                await stuck.send(b"\x10\x0e\x00\x04MQTT\x04\x02\x00\x3c\x00\x02tk")
+                await stuck.send(b"\x82\x08\x00\x01\x00\x03big\x00")  # SUBSCRIBE big, QoS 0
+                acks = b""
+                while len(acks) < 9:
+                    acks += await stuck.recv(9 - len(acks))
+                for _ in range(300):  # far more than the socket buffers hold
+                    broker.publish("big", b"x" * 4096)
+                await trio.testing.wait_all_tasks_blocked()  # the writer: stuck on a full socket
+                start = trio.current_time()
+                # the same client id connects again: the stuck connection must go
+                options = MqttOptions("tk", broker.host, broker.port)
+                async with open_mqtt_connection(options):
+                    # polls broker state (the stuck connection is still there), bounded above
+                    while len(broker.core.connections) > 1:  # noqa: ASYNC110
+                        await trio.sleep(0.05)
+                assert trio.current_time() - start < 5

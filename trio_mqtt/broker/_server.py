@@ -23,6 +23,7 @@ soon as they are accepted, before any byte is read.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -92,6 +93,8 @@ class _Link:
     conn: BrokerConnection
     stream: trio.abc.Stream
     event: trio.Event = field(default_factory=trio.Event)
+    #: the scope of the send in progress, so that closing can bound it
+    sending: trio.CancelScope | None = None
 
 
 class MqttBroker:
@@ -163,6 +166,11 @@ class MqttBroker:
             link = links.get(conn)
             if link is not None:
                 link.event.set()
+                if conn.closed and link.sending is not None:
+                    # closed while a send to a client that does not read is stuck: the last
+                    # bytes get FLUSH_TIMEOUT, not for ever (session takeover, shutdown)
+                    limit = trio.current_time() + FLUSH_TIMEOUT
+                    link.sending.deadline = min(link.sending.deadline, limit)
 
     async def _ticker(self) -> None:
         core = self.core
@@ -261,11 +269,13 @@ class MqttBroker:
             while True:
                 data = conn.data_to_send()
                 if data:
-                    if conn.closed:
-                        with trio.move_on_after(FLUSH_TIMEOUT):
-                            await stream.send_all(data)
-                    else:
+                    deadline = trio.current_time() + FLUSH_TIMEOUT if conn.closed else math.inf
+                    with trio.CancelScope(deadline=deadline) as sending:
+                        link.sending = sending
                         await stream.send_all(data)
+                    link.sending = None
+                    if sending.cancelled_caught:
+                        break  # the client would not take the last bytes in time
                     continue
                 if conn.closed:
                     break
