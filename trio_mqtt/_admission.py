@@ -50,10 +50,9 @@ class Admission:
         router: resolves and fails trackers.
         writer: counts unwritten publishes and is woken for new output.
         collect: routes the state machine's new events (called after each admission).
-        refusal: the error a new request gets now, or None while requests are accepted;
-            called with True for requests that wait for the broker's answer (refused while
-            a failed connection waits for the application), False for the others (refused
-            only once the session has ended).
+
+    The event loop tells it the connection's phase: :meth:`set_failed` while a failed
+    connection waits for the application, :meth:`set_ended` once the session is over.
     """
 
     def __init__(
@@ -63,16 +62,30 @@ class Admission:
         router: EventRouter,
         writer: Writer,
         collect: Callable[[], None],
-        refusal: Callable[[bool], MqttError | None],
     ) -> None:
         self._state = state
         self._inflight = inflight
         self._router = router
         self._writer = writer
         self._collect = collect
-        self._refusal = refusal
+        #: the error of a failed connection nobody has reconnected yet (see set_failed)
+        self._failure: MqttError | None = None
+        #: the error that ended the session (see set_ended)
+        self._end: MqttError | None = None
         self._parked = trio.lowlevel.ParkingLot()
         self._last_warning = -math.inf
+
+    # ------------------------------------------------------------------ the phase
+    def set_failed(self, error: MqttError | None) -> None:
+        """A failed connection waits for the application (``error``), or no longer (None)."""
+        self._failure = error
+        if error is not None:
+            self._parked.unpark_all()  # to be refused
+
+    def set_ended(self, end: MqttError) -> None:
+        """The session is over: every request is refused with ``end`` from now on."""
+        self._end = end
+        self._parked.unpark_all()
 
     # ------------------------------------------------------------------ checks
     def check_open(self, *, waits_for_answer: bool = True) -> None:
@@ -83,13 +96,16 @@ class Admission:
         plain publish or an ack is only refused once the session has ended; before that it
         is kept in the session and goes out after the reconnect.
         """
-        error = self._refusal(waits_for_answer)
+        error = self._end
+        if error is None and waits_for_answer:
+            error = self._failure
         if error is not None:
             raise _fresh_copy(error) from error.__cause__
 
     def check_publish(self, request: PublishRequest) -> None:
         """Raise if the state machine would refuse this publish now."""
-        self.check_open(waits_for_answer=request.tracker is not None)
+        if self._end is not None or (request.tracker is not None and self._failure is not None):
+            self.check_open(waits_for_answer=request.tracker is not None)
         self._state.check_publish(
             request.topic, request.payload, request.qos, request.retain, request.properties
         )
@@ -103,7 +119,7 @@ class Admission:
 
     def has_ended(self) -> bool:
         """True once the session has ended for good (closed, or every handle released)."""
-        return self._refusal(False) is not None
+        return self._end is not None
 
     def check_ack(self, packet_id: int, reason_code: int) -> None:
         """Raise if acknowledging ``packet_id`` would be refused."""
@@ -123,7 +139,11 @@ class Admission:
         """Admit a publish, waiting (cancellably, in FIFO order) while admission is full."""
         await trio.lowlevel.checkpoint_if_cancelled()
         self.check_publish(request)
-        if not self._parked and self._has_room():
+        if (
+            not self._parked
+            and self._state.waiting_count < self._inflight
+            and self._writer.has_room
+        ):
             self._admit(request)
             await trio.lowlevel.cancel_shielded_checkpoint()
             return
@@ -146,7 +166,7 @@ class Admission:
     def submit_nowait(self, request: PublishRequest) -> None:
         """Admit a publish now or raise :class:`trio.WouldBlock`."""
         self.check_publish(request)
-        if self._parked or not self._has_room():
+        if self._parked or self._state.waiting_count >= self._inflight or not self._writer.has_room:
             raise trio.WouldBlock
         self._admit(request)
 
@@ -163,14 +183,14 @@ class Admission:
                 request.properties,
                 tag=tracker,
                 now=trio.current_time(),
+                checked=True,  # by check_publish, in this same step
             )
         except BaseException:
             if tracker is not None:
                 self._router.untrack(tracker)
             raise
-        self._writer.admitted()
         self._collect()
-        self._writer.wake()
+        self._writer.admitted()
 
     def _note_wait(self, waited: float) -> None:
         if waited < FULL_WINDOW_WARNING:
@@ -191,10 +211,6 @@ class Admission:
         """The window or the writer may have room again: let parked publishers in."""
         if self._parked and self._has_room():
             self._parked.unpark()
-
-    def refuse_waiting(self) -> None:
-        """The phase changed: wake every parked publisher, to be admitted or refused."""
-        self._parked.unpark_all()
 
     @property
     def parked(self) -> int:

@@ -133,7 +133,6 @@ class EventLoop:
             self._router,
             self._writer,
             self._collect,
-            self._refusal,
         )
         control_send, self._control_recv = trio.open_memory_channel[Request](
             options.request_capacity
@@ -188,6 +187,7 @@ class EventLoop:
         if self._phase is Phase.FAILED:
             self._phase = Phase.CONNECTING
             self._failure = None
+            self._admission.set_failed(None)
             self._session_wakeup.set()
 
     async def next_event(self) -> object:
@@ -257,7 +257,7 @@ class EventLoop:
         self._phase = Phase.ENDED
         self._router.close(end)
         self._refuse_queued_requests(end)
-        self._admission.refuse_waiting()
+        self._admission.set_ended(end)
         if self._end_tracker is not None:
             resolve_tracker(self._end_tracker, None)
         self._report_unfinished()
@@ -283,13 +283,6 @@ class EventLoop:
             )
 
     # ================================================================= phases
-    def _refusal(self, waits_for_answer: bool) -> MqttError | None:
-        if self._end is not None:
-            return self._end
-        if waits_for_answer and self._phase is Phase.FAILED:
-            return self._failure
-        return None
-
     def _enter_failed(self, error: MqttError) -> None:
         """Hand ``error`` to the application and answer every waiting request with it."""
         self._phase = Phase.FAILED
@@ -298,7 +291,7 @@ class EventLoop:
         # the callers hear the error: their SUBSCRIBE/UNSUBSCRIBE must not go out later
         self._state.abandon_requests()
         self._router.fail_trackers(error)
-        self._admission.refuse_waiting()
+        self._admission.set_failed(error)
 
     def _end_session(self, end: MqttError) -> None:
         """Refuse new requests from now on; the writer flushes and the session task ends."""
@@ -308,7 +301,7 @@ class EventLoop:
         self._writer.close_after_flush()
         self._session_wakeup.set()
         self._window_wakeup.set()
-        self._admission.refuse_waiting()
+        self._admission.set_ended(end)
 
     def _refuse_queued_requests(self, end: MqttError) -> None:
         receive = self._control_recv

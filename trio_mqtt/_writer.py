@@ -87,8 +87,9 @@ class Writer:
         self._wakeup.set()
 
     def admitted(self) -> None:
-        """A publish entered the state machine; counted until the writer takes it."""
+        """A publish entered the state machine: count it until written, and look."""
         self.unflushed += 1
+        self._wakeup.set()
 
     @property
     def has_room(self) -> bool:

@@ -128,11 +128,13 @@ class _OutgoingMixin(_SessionBase):
         *,
         tag: object = None,
         now: float,
+        checked: bool = False,
     ) -> None:
         """Admit a publish: send it now if possible, otherwise queue it (FIFO).
 
         A publish waits when not connected, when the window is full (QoS 1/2) or when earlier
-        publishes wait (any QoS, to keep the order). :meth:`check_publish` validates it first.
+        publishes wait (any QoS, to keep the order). :meth:`check_publish` validates it first,
+        unless the caller has just done so with nothing in between (``checked``).
 
         Args:
             topic: the topic name (no wildcards).
@@ -144,13 +146,15 @@ class _OutgoingMixin(_SessionBase):
                 :class:`~trio_mqtt.PublishDropped`) event carries it back once the publish
                 completes.
             now: the current time.
+            checked: :meth:`check_publish` accepted these arguments in this same step.
 
         Raises:
             Everything :meth:`check_publish` raises, before a packet id or a window slot is
             taken.
         """
         self._now = now
-        self.check_publish(topic, payload, qos, retain, properties)
+        if not checked:
+            self.check_publish(topic, payload, qos, retain, properties)
         level = QOS_BY_VALUE[qos]
         if type(payload) is not bytes:
             payload = bytes(payload)
