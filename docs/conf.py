@@ -41,6 +41,8 @@ nitpick_ignore_regex = [
     (r"py:.*", r"os\.PathLike"),
     # trio's and trio-websocket's own names (trio.abc.Stream, trio.SocketStream, ...).
     (r"py:.*", r"(trio|trio_websocket)\..+"),
+    # OpenTelemetry's names in trio_mqtt.otel's signatures (its docs are not carried here).
+    (r"py:.*", r"opentelemetry\..+"),
     # Type variables (``T``, ``V``...) of generic classes and functions.
     (r"py:class", r"(trio_mqtt\.[\w.]+\.)?[A-Z]"),
     # Signatures name the private modules where public classes are defined; the classes

@@ -540,6 +540,30 @@ EXPECTED: dict[str, Page] = {
             ),
         )
     ),
+    "observability.rst": Page(
+        blocks=(
+            Expect(
+                "exporter = InMemorySpanExporter()",
+                lines=(
+                    "handling shop/orders/1",
+                    "(send|process) shop/orders/1 (PRODUCER|CONSUMER) [0-9a-f]{32}",
+                    "(send|process) shop/orders/1 (PRODUCER|CONSUMER) [0-9a-f]{32}",
+                ),
+                # what the page promises: the two spans share one trace
+                check="""
+                    spans = exporter.get_finished_spans()
+                    assert sorted(s.name for s in spans) == [
+                        "process shop/orders/1", "send shop/orders/1"
+                    ]
+                    assert len({s.context.trace_id for s in spans}) == 1
+                """,
+            ),
+            Expect(
+                "reader = InMemoryMetricReader()",
+                lines=("trio_mqtt.publishes_sent 1",),
+            ),
+        )
+    ),
     "sync.rst": Page(
         blocks=(
             Expect(

@@ -58,6 +58,7 @@ TESTED = {
     "high_rate.py",
     "manual_acks.py",
     "ordered_handlers.py",
+    "otel_tracing.py",
     "reconnect.py",
     "request_response.py",
     "routes.py",
@@ -119,6 +120,18 @@ def test_ordered_handlers(mosquitto: MosquittoBroker) -> None:
         "bob: orders [1, 2, 3, 4]",
         "carol: orders [1, 2, 3, 4]",
         "at most 3 orders at once (one per customer)",
+    ]
+
+
+def test_otel_tracing_shows_one_trace_across_the_broker(mosquitto: MosquittoBroker) -> None:
+    assert output("otel_tracing.py", mosquitto.url) == [
+        "checkout [internal]",
+        "  send trio-mqtt/examples/otel/orders [producer]",
+        "    process trio-mqtt/examples/otel/orders [consumer]",
+        "      reserve stock [internal]",
+        "4 spans, 1 trace",
+        "trio_mqtt.connected = 1",
+        "trio_mqtt.publishes_sent = 1",
     ]
 
 

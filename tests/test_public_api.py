@@ -87,7 +87,14 @@ def test_all_is_the_expected_snapshot() -> None:
 
 
 def test_every_public_name_exists_and_is_documented() -> None:
-    for module_name in ("trio_mqtt", "trio_mqtt.sansio", "trio_mqtt.testing", "trio_mqtt.broker"):
+    modules = (
+        "trio_mqtt",
+        "trio_mqtt.sansio",
+        "trio_mqtt.testing",
+        "trio_mqtt.broker",
+        "trio_mqtt.otel",
+    )
+    for module_name in modules:
         module = importlib.import_module(module_name)
         for name in module.__all__:
             value = getattr(module, name)
@@ -194,7 +201,14 @@ def test_every_public_name_has_a_reference_entry() -> None:
         for page in docs.glob("*.rst")
         for name in directive.findall(page.read_text())
     }
-    for module_name in ("trio_mqtt", "trio_mqtt.sansio", "trio_mqtt.testing", "trio_mqtt.broker"):
+    modules = (
+        "trio_mqtt",
+        "trio_mqtt.sansio",
+        "trio_mqtt.testing",
+        "trio_mqtt.broker",
+        "trio_mqtt.otel",
+    )
+    for module_name in modules:
         module = importlib.import_module(module_name)
         missing = sorted(set(module.__all__) - entries)
         assert not missing, f"{module_name}: no reference entry for {missing}"
