@@ -5,6 +5,7 @@ and nothing of OpenTelemetry loaded by ``import trio_mqtt``.
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -18,6 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from trio_mqtt import (
+    ConnectionStatistics,
     MqttOptions,
     Properties,
     ProtocolVersion,
@@ -25,7 +27,7 @@ from trio_mqtt import (
     QoS,
     open_mqtt_connection,
 )
-from trio_mqtt.otel import MqttTelemetry
+from trio_mqtt.otel import GAUGES, MqttTelemetry
 from trio_mqtt.testing import MosquittoBroker
 
 
@@ -205,9 +207,32 @@ async def test_statistics_are_exported_as_metrics(mosquitto: MosquittoBroker) ->
     assert seen["trio_mqtt.connected"] == {"otel-metrics": 1}
     assert seen["trio_mqtt.inflight"] == {"otel-metrics": 0}
     # one instrument per statistics field
-    assert len(seen) == 19
+    assert set(seen) == {f"trio_mqtt.{f.name}" for f in dataclasses.fields(ConnectionStatistics)}
     # left the block: the connection is no longer observed
     assert "otel-metrics" not in after.get("trio_mqtt.publishes_sent", {})
+
+
+def test_every_statistics_field_is_classified_as_a_gauge_or_a_counter() -> None:
+    # a new statistics field must be put on one side on purpose: a level exported as a
+    # monotonic counter would be summed into nonsense by a metrics backend
+    counters = {
+        "dropped_events",
+        "connects",
+        "packets_sent",
+        "packets_received",
+        "publishes_sent",
+        "publishes_received",
+        "retransmissions",
+        "duplicates_suppressed",
+        "pings_sent",
+        "sessions_lost",
+        "stray_acks",
+        "bytes_sent",
+        "bytes_received",
+    }
+    fields = {f.name for f in dataclasses.fields(ConnectionStatistics)}
+    assert GAUGES | counters == fields
+    assert not GAUGES & counters
 
 
 def test_inject_replaces_an_old_context_and_keeps_other_properties() -> None:

@@ -50,7 +50,15 @@ __all__ = ["GAUGES", "MqttTelemetry"]
 INSTRUMENTATION_NAME = "trio_mqtt"
 #: statistics fields exported as gauges (levels); every other numeric field is a counter
 GAUGES = frozenset(
-    {"connected", "window", "inflight", "waiting_publishes", "queued_requests", "buffered_events"}
+    {
+        "connected",
+        "window",
+        "inflight",
+        "waiting_publishes",
+        "queued_requests",
+        "buffered_events",
+        "held_acks",
+    }
 )
 _UNITS = {"bytes_sent": "By", "bytes_received": "By"}
 
