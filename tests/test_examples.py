@@ -55,6 +55,7 @@ def output(name: str, *args: str, env: dict[str, str] | None = None) -> list[str
 
 TESTED = {
     "async_pubsub.py",
+    "embedded_broker.py",
     "high_rate.py",
     "manual_acks.py",
     "ordered_handlers.py",
@@ -96,6 +97,17 @@ def test_async_pubsub(mosquitto: MosquittoBroker) -> None:
 def test_async_pubsub_takes_the_url_from_the_environment(mosquitto: MosquittoBroker) -> None:
     lines = output("async_pubsub.py", env={"MQTT_URL": mosquitto.url})
     assert lines[-1] == "disconnected after 3 messages"
+
+
+def test_embedded_broker_needs_no_broker_at_all() -> None:
+    lines = output("embedded_broker.py")
+    assert lines[0].startswith("broker listening on mqtt://127.0.0.1:")
+    assert lines[1:] == [
+        "dashboard may not write: reason code 0x87",
+        "dashboard got sensors/kitchen = 21.5",
+        "dashboard got sensors/kitchen = 21.7",
+        "broker: 3 messages in, 2 out",
+    ]
 
 
 def test_routes(mosquitto: MosquittoBroker) -> None:
