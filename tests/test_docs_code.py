@@ -461,6 +461,13 @@ EXPECTED: dict[str, Page] = {
     "mqtt5.rst": Page(
         blocks=(
             Expect(
+                "LINE_3 = Properties(topic_alias=1)",
+                lines=(
+                    "factory/hall-2/line-3/speed b'71'",
+                    "factory/hall-2/line-3/speed b'72'",
+                ),
+            ),
+            Expect(
                 "content_type=",
                 around="""
                     from trio_mqtt import MqttOptions, ProtocolVersion, QoS, open_mqtt_connection

@@ -258,9 +258,9 @@ def test_no_outgoing_aliases_without_broker_maximum() -> None:
     assert packet.properties.topic_alias is None  # type: ignore[union-attr]
 
 
-def test_user_topic_alias_is_refused() -> None:
-    broker = connected_v5(Properties(topic_alias_maximum=5))
-    with pytest.raises(LocalProtocolError):
+def test_user_topic_alias_is_refused_while_the_session_assigns_them() -> None:
+    broker = connected_v5(Properties(topic_alias_maximum=5), outgoing_topic_aliases=True)
+    with pytest.raises(LocalProtocolError, match="outgoing_topic_aliases"):
         broker.client.publish("a", b"", 0, properties=Properties(topic_alias=1), now=0.0)
 
 

@@ -9,6 +9,16 @@ wait without a packet id in the ``_waiting`` deque and get their id when they en
 so a full window never pins ids. The window counts QoS 1/2 publishes only: QoS 1 holds its slot
 until PUBACK, QoS 2 until PUBCOMP or a PUBREC with a failure code; acks, PUBREL, SUBSCRIBE,
 UNSUBSCRIBE, PINGREQ and DISCONNECT never wait for it.
+
+Topic aliases (MQTT 5) come in two kinds that do not mix. With ``outgoing_topic_aliases`` the
+session assigns them itself (least recently used first). Otherwise the application may set one
+on a publish (``Properties(topic_alias=n)``, within the broker's Topic Alias Maximum) and later
+publish with an empty topic and that alias. Every publish is kept with its full topic, whatever
+the application wrote, so that flows, replays and the session store never depend on an alias;
+on the wire an alias the broker already knows from this connection goes alone, any other one
+with its topic. Aliases end with the network connection (section 3.3.2.3.4): after a reconnect
+the first publish with an alias carries its topic again, and replayed publishes carry the full
+topic and no alias.
 """
 
 from __future__ import annotations
@@ -77,8 +87,11 @@ class _OutgoingMixin(_SessionBase):
             PacketTooLargeError: the packet exceeds the maximum packet size (ours, or the
                 broker's Maximum Packet Size, MQTT-3.2.2-15).
             LocalProtocolError: bad QoS, a QoS or retain flag the broker does not support
-                (MQTT-3.2.2-11, MQTT-3.2.2-14), or a property a client must not set (topic
-                alias: use ``outgoing_topic_aliases``; subscription identifier, MQTT-3.3.4-6).
+                (MQTT-3.2.2-11, MQTT-3.2.2-14), a property a client must not set (subscription
+                identifier, MQTT-3.3.4-6), or a topic alias that cannot be used: 0 or above
+                the broker's Topic Alias Maximum (MQTT-3.3.2-9), set while
+                ``outgoing_topic_aliases`` assigns them, or an empty topic with an alias that
+                was never set.
         """
         level = QOS_BY_VALUE.get(qos)
         if level is None:
@@ -86,14 +99,17 @@ class _OutgoingMixin(_SessionBase):
         if topic not in self._valid_topics:
             if type(topic) is not str:
                 raise TypeError(f"topic must be a str, not {type(topic).__name__}")
-            validate_topic(topic)
-            if len(self._valid_topics) >= _TOPIC_CACHE_SIZE:
-                self._valid_topics.clear()
-            self._valid_topics.add(topic)
+            if topic or properties is NO_PROPERTIES or properties.topic_alias is None:
+                validate_topic(topic)
+                if len(self._valid_topics) >= _TOPIC_CACHE_SIZE:
+                    self._valid_topics.clear()
+                self._valid_topics.add(topic)
         if type(payload) is not bytes and not isinstance(payload, (bytes, bytearray, memoryview)):
             raise TypeError(f"payload must be bytes, not {type(payload).__name__}")
         if self._v5 and properties is not NO_PROPERTIES:
-            self._check_publish_properties(properties)
+            topic = self._check_publish_properties(topic, properties)
+        elif not topic:
+            validate_topic(topic)  # an empty topic without an alias
         if level > self._max_qos:
             raise LocalProtocolError(
                 f"the broker supports QoS up to {self._max_qos} (MQTT-3.2.2-11)",
@@ -160,6 +176,12 @@ class _OutgoingMixin(_SessionBase):
             payload = bytes(payload)
         if not self._v5:
             properties = NO_PROPERTIES
+        elif properties is not NO_PROPERTIES and properties.topic_alias is not None:
+            # kept with its full topic (see the module doc)
+            if topic:
+                self._app_aliases[properties.topic_alias] = topic
+            else:
+                topic = self._app_aliases[properties.topic_alias]
         if (
             self.state is ConnectionState.CONNECTED
             and not self._waiting
@@ -175,16 +197,37 @@ class _OutgoingMixin(_SessionBase):
         packet = new_publish(topic, payload, level, retain, False, 1 if level else 0, properties)
         self._waiting.append((packet, tag, encode(packet, self._version)))
 
-    def _check_publish_properties(self, props: Properties) -> None:
-        if props.topic_alias is not None:
-            raise LocalProtocolError(
-                "topic aliases are assigned by the session: set outgoing_topic_aliases instead",
-                reason_code=ReasonCode.TOPIC_ALIAS_INVALID,
-            )
+    def _check_publish_properties(self, topic: str, props: Properties) -> str:
+        """Check the v5 properties of a publish; return its full topic (an alias resolved)."""
         if props.subscription_identifiers:
             raise LocalProtocolError(
                 "a client must not send a subscription identifier in PUBLISH (MQTT-3.3.4-6)"
             )
+        alias = props.topic_alias
+        if alias is None:
+            return topic
+        if self.config.outgoing_topic_aliases:
+            raise LocalProtocolError(
+                "topic aliases are assigned by the session (outgoing_topic_aliases): do not "
+                "set one yourself",
+                reason_code=ReasonCode.TOPIC_ALIAS_INVALID,
+            )
+        limit = self._broker_alias_max
+        if not 0 < alias <= limit:
+            allowed = f"1..{limit}" if limit else "none: it announced no Topic Alias Maximum"
+            raise LocalProtocolError(
+                f"topic alias {alias} is outside what the broker accepts ({allowed}; MQTT-3.3.2-9)",
+                reason_code=ReasonCode.TOPIC_ALIAS_INVALID,
+            )
+        if topic:
+            return topic
+        known = self._app_aliases.get(alias)
+        if known is None:
+            raise LocalProtocolError(
+                f"an empty topic needs a topic alias set before; alias {alias} was never set",
+                reason_code=ReasonCode.TOPIC_ALIAS_INVALID,
+            )
+        return known
 
     def _commit_publish(self, packet: Publish, tag: object, data: bytes) -> None:
         """Send an admitted publish that has its packet id (if any); record its flow.
@@ -194,7 +237,11 @@ class _OutgoingMixin(_SessionBase):
         """
         qos = packet.qos
         wire = packet
-        if self._out_alias_max:
+        props = packet.properties
+        if props is not NO_PROPERTIES and props.topic_alias is not None:
+            packet = replace(packet, properties=replace(props, topic_alias=None))
+            wire, data = self._explicit_alias(packet, props.topic_alias)
+        elif self._out_alias_max:
             aliased = self._aliased(packet)
             if aliased is not None:
                 wire, data = aliased
@@ -237,6 +284,24 @@ class _OutgoingMixin(_SessionBase):
         aliases[topic] = alias
         aliases.move_to_end(topic)
         return wire, data
+
+    def _explicit_alias(self, packet: Publish, alias: int) -> tuple[Publish, bytes]:
+        """What to send for ``packet`` (full topic, no alias) with the application's ``alias``.
+
+        An alias the broker knows for this topic on this connection goes alone; otherwise the
+        topic goes with it and the broker learns the mapping. An alias above the Topic Alias
+        Maximum of this connection (a broker that lowered it after a reconnect) is left out.
+        """
+        if alias > self._broker_alias_max:
+            return packet, encode(packet, self._version)
+        topic = packet.topic
+        props = replace(packet.properties, topic_alias=alias)
+        if self._wire_aliases.get(alias) == topic:
+            wire = replace(packet, topic="", properties=props)
+        else:
+            self._wire_aliases[alias] = topic
+            wire = replace(packet, properties=props)
+        return wire, encode(wire, self._version)
 
     def _forget_deferred(self, flow: Flow) -> None:
         """The broker answered a held-back replay before we re-sent it: do not send it."""

@@ -173,6 +173,12 @@ class _SessionBase:
         self._in_aliases: dict[int, str] = {}
         self._out_aliases: OrderedDict[str, int] = OrderedDict()
         self._out_alias_max = 0
+        # The broker's Topic Alias Maximum (last CONNACK), for aliases the application sets.
+        self._broker_alias_max = 0
+        # Explicit aliases: alias -> topic as the application defined them (the whole session),
+        # and alias -> topic as the broker knows them on this connection.
+        self._app_aliases: dict[int, str] = {}
+        self._wire_aliases: dict[int, str] = {}
         self._reauth_pending = False
         self._reauth_tag: object = None
         self._now = 0.0

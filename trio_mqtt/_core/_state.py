@@ -245,6 +245,7 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
         self._in_aliases = {}
         self._out_aliases = OrderedDict()
         self._out_alias_max = 0
+        self._wire_aliases = {}
         self._reauth_pending = False
         self._reauth_tag = None
         self._ping_outstanding = False
@@ -406,6 +407,7 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
         if props.maximum_packet_size is not None:
             # MQTT-3.2.2-15: never send a packet larger than the broker's Maximum Packet Size.
             self._max_out = min(config.max_outgoing_packet_size, props.maximum_packet_size)
+        self._broker_alias_max = props.topic_alias_maximum or 0
         if props.topic_alias_maximum and config.outgoing_topic_aliases:
             self._out_alias_max = props.topic_alias_maximum
         if props.maximum_qos is not None:
