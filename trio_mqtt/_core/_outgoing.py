@@ -281,8 +281,8 @@ class _OutgoingMixin(_SessionBase):
             return None
         if evicted is not None:
             del aliases[evicted]
+        aliases.pop(topic, None)  # re-inserted last: the most recently used
         aliases[topic] = alias
-        aliases.move_to_end(topic)
         return wire, data
 
     def _explicit_alias(self, packet: Publish, alias: int) -> tuple[Publish, bytes]:

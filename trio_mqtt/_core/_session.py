@@ -9,7 +9,7 @@ mixins over it; ``_state.py`` assembles them into :class:`~trio_mqtt._core._stat
 from __future__ import annotations
 
 import enum
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -171,7 +171,8 @@ class _SessionBase:
         self._keep_alive = config.keep_alive
         self._session_expiry = config.connect_properties.session_expiry_interval or 0
         self._in_aliases: dict[int, str] = {}
-        self._out_aliases: OrderedDict[str, int] = OrderedDict()
+        # topic -> alias, least recently used first (a plain dict keeps insertion order)
+        self._out_aliases: dict[str, int] = {}
         self._out_alias_max = 0
         # The broker's Topic Alias Maximum (last CONNACK), for aliases the application sets.
         self._broker_alias_max = 0
