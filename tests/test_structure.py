@@ -51,15 +51,19 @@ def _private_names_defined(tree: ast.Module) -> set[str]:
 def _reaches(tree: ast.Module) -> list[str]:
     """``x._name`` uses where this module does not define ``_name`` itself.
 
-    ``self._name`` is the object's own state (the session's mixins share one object), so it
-    does not count; any other receiver does.
+    ``self._name`` is the object's own state (the session's mixins share one object), and so
+    is ``SomeClass._name`` for a class this module defines (its own, inherited members); any
+    other receiver counts.
     """
     own = _private_names_defined(tree)
+    own_receivers = {"self", "cls"} | {
+        node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef)
+    }
     found = []
     for node in ast.walk(tree):
         if (
             isinstance(node, ast.Attribute)
-            and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+            and not (isinstance(node.value, ast.Name) and node.value.id in own_receivers)
             and node.attr.startswith("_")
             and not (node.attr.startswith("__") and node.attr.endswith("__"))
             and node.attr not in own
