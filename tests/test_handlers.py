@@ -412,9 +412,10 @@ arrivals = st.lists(
     workers=st.integers(1, 5),
     max_pending=st.integers(1, 8),
     batch_size=st.integers(1, 6),
+    acking=st.booleans(),
 )
 def test_pool_keeps_key_order_ack_order_and_its_bounds(
-    arrivals: list[tuple[int, int]], workers: int, max_pending: int, batch_size: int
+    arrivals: list[tuple[int, int]], workers: int, max_pending: int, batch_size: int, acking: bool
 ) -> None:
     messages = [
         Publish(f"k/{key}", str(duration).encode(), QoS.AT_LEAST_ONCE, packet_id=n + 1)
@@ -432,21 +433,34 @@ def test_pool_keeps_key_order_ack_order_and_its_bounds(
         nonlocal running, most_running, most_pending
         running += 1
         most_running = max(most_running, running)
-        most_pending = max(most_pending, source.taken - len(acked))
+        most_pending = max(most_pending, source.taken - len(acked if acking else released))
         await trio.sleep(int(message.payload) / 1000)
         running -= 1
         finished.append(message.packet_id)
+        released[:] = released_prefix()
 
     async def acknowledge(message: Publish) -> None:
         assert message.packet_id in finished  # only after its handler returned
         acked.append(message.packet_id)
+
+    def released_prefix() -> list[int]:
+        # without acks, a message stops being pending once it and all before it finished
+        done = set(finished)
+        prefix = []
+        for m in messages:
+            if m.packet_id not in done:
+                break
+            prefix.append(m.packet_id)
+        return prefix
+
+    released: list[int] = []
 
     async def main() -> None:
         with trio.fail_after(60):
             await run_ordered(
                 source,
                 handler,
-                acknowledge=acknowledge,
+                acknowledge=acknowledge if acking else None,
                 workers=workers,
                 key=None,
                 max_pending=max_pending,
@@ -454,7 +468,11 @@ def test_pool_keeps_key_order_ack_order_and_its_bounds(
             )
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
-    assert acked == [m.packet_id for m in messages]  # every one, in arrival order
+    if acking:
+        assert acked == [m.packet_id for m in messages]  # every one, in arrival order
+    else:
+        assert acked == []
+        assert sorted(finished) == [m.packet_id for m in messages]
     for key in range(5):
         of_key = [m.packet_id for m in messages if m.topic == f"k/{key}"]
         assert [pid for pid in finished if pid in of_key] == of_key

@@ -14,7 +14,8 @@ nursery of its own, a *feeder* (the calling task), ``workers`` *worker* tasks an
   different keys run in parallel, at most ``workers`` at once.
 * Handlers finish out of order; acknowledgements must not (MQTT-4.6.0-2). A finished message
   is *released* once every message that arrived before it has finished too, and the acker
-  hands released messages to ``client.ack()`` in that order. So no ack ever waits for a message
+  hands released messages to ``client.ack()`` in that order (without manual acks there is no
+  acker: a released message simply stops counting as pending). So no ack ever waits for a message
   still queued in the pool, and an ack is sent only after its handler returned: a message
   whose handler did not finish is delivered again when the session resumes (at least once).
   A message counts as pending until the acker has handed it over, which also bounds what a
@@ -176,11 +177,21 @@ class _Pool:
 
     def _finish(self, number: int) -> None:
         self.finished.add(number)
+        released = 0
         while self.next_release in self.finished:
             self.finished.remove(self.next_release)
-            self.released.append(self.unreleased.pop(self.next_release))
+            message = self.unreleased.pop(self.next_release)
+            if self.acknowledge is not None:
+                self.released.append(message)
+            released += 1
             self.next_release += 1
-        self.release_ready.set()
+        if self.acknowledge is not None:
+            self.release_ready.set()
+        elif released:
+            # nothing to acknowledge (the client acked on arrival): no acker, no task hop
+            self.pending -= released
+            self.room.set()
+            self._close_if_drained()
 
     # ------------------------------------------------------------------ the acker
     async def ack(self) -> None:
@@ -257,7 +268,8 @@ async def run_ordered(
         async with trio.open_nursery() as nursery:
             for _ in range(workers):
                 nursery.start_soon(pool.guarded, pool.work)
-            nursery.start_soon(pool.guarded, pool.ack)
+            if acknowledge is not None:
+                nursery.start_soon(pool.guarded, pool.ack)
             await pool.guarded(feed)
     if pool.error is not None:
         raise pool.error
