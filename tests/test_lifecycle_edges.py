@@ -327,3 +327,30 @@ def test_no_internal_exception_group_escapes_a_failed_disconnect(
         trio.run(main)
     except BaseExceptionGroup:  # pragma: no cover - the failure this test is about
         pytest.fail("an ExceptionGroup left open_mqtt_connection")
+
+
+# ---------------------------------------------------------------- wrong use, said at the call
+
+
+def test_a_client_built_by_hand_says_where_handles_come_from() -> None:
+    from trio_mqtt import Client
+
+    with pytest.raises(TypeError, match="open_mqtt_connection"):
+        Client()
+    with pytest.raises(TypeError, match=r"conn\.client"):
+        Client(object(), object())  # type: ignore[arg-type]
+
+
+async def test_bytes_topics_and_filters_are_type_errors(mosquitto: MosquittoBroker) -> None:
+    with trio.fail_after(10):
+        async with open_mqtt_connection(options_for(mosquitto, "bytes-topic")) as conn:
+            with pytest.raises(TypeError, match="topic must be a str"):
+                await conn.client.publish(b"a/b", b"x")  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match="topic must be a str"):
+                conn.client.publish_nowait(b"a/b", b"x")  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match="must be a str"):
+                await conn.client.subscribe(b"a/#")  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match="must be a str"):
+                await conn.client.unsubscribe(b"a/#")  # type: ignore[arg-type]
+            assert conn.connected  # nothing was sent, the connection is untouched
+            assert conn.statistics().publishes_sent == 0

@@ -96,7 +96,9 @@ class Client:
     __slots__ = ("_admission", "_closed", "_control")
 
     def __init__(
-        self, admission: Admission, control_channel: trio.MemorySendChannel[Request]
+        self,
+        admission: Admission | None = None,
+        control_channel: trio.MemorySendChannel[Request] | None = None,
     ) -> None:
         if not isinstance(admission, Admission) or not isinstance(
             control_channel, trio.MemorySendChannel
