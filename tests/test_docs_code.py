@@ -401,6 +401,7 @@ EXPECTED: dict[str, Page] = {
     ),
     "backpressure.rst": Page(
         blocks=(
+            Expect("bytes_per_second=64_000", lines=("throttled for more than 0.1 s: True",)),
             Expect(
                 "publish_nowait",
                 around="""

@@ -63,6 +63,7 @@ EXPECTED = {
     "Subscription",
     "SubscriptionRefused",
     "TcpTransport",
+    "Throttle",
     "TlsConfigurationError",
     "TlsError",
     "TlsTransport",

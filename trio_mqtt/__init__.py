@@ -54,6 +54,7 @@ from ._core._reason_codes import (
     ConnectReturnCode as ConnectReturnCode,
     ReasonCode as ReasonCode,
 )
+from ._core._throttle import Throttle as Throttle
 from ._core._topics import topic_matches as topic_matches
 from ._dispatch import MessageStream as MessageStream
 from ._options import MqttOptions as MqttOptions, ReconnectPolicy as ReconnectPolicy
@@ -140,6 +141,7 @@ __all__ = [
     "Subscription",
     "SubscriptionRefused",
     "TcpTransport",
+    "Throttle",
     "TlsConfigurationError",
     "TlsError",
     "TlsTransport",

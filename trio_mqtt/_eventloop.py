@@ -147,6 +147,8 @@ class EventLoop:
         self._finished = trio.Event()
         self._window_wakeup = Signal()
         self._deadline_wakeup = Signal()
+        #: wakes the throttle task to look at the rate limit again (None: no throttle)
+        self._throttle_wakeup = None if options.throttle is None else Signal()
         self._session_wakeup = Signal()
         self._nursery: trio.Nursery | None = None
         self._connects = 0
@@ -237,6 +239,7 @@ class EventLoop:
             bytes_sent=self._writer.bytes_sent,
             bytes_received=self._bytes_received,
             held_acks=state.held_ack_count,
+            throttled_time=state.throttled_time,
         )
 
     async def close(self, grace_period: float) -> None:
@@ -319,6 +322,8 @@ class EventLoop:
     # ================================================================= events
     def _collect(self) -> None:
         """Hand the state machine's new events to the router."""
+        if self._throttle_wakeup is not None:
+            self._throttle_wakeup.set()  # a publish may have been held by the rate limit
         events = self._state.take_events()
         if not events:
             return
@@ -588,6 +593,8 @@ class EventLoop:
                 nursery.start_soon(self._reader, stream)
                 nursery.start_soon(self._write, stream, nursery.cancel_scope)
                 nursery.start_soon(self._keepalive)
+                if self._throttle_wakeup is not None:
+                    nursery.start_soon(self._release_throttled, self._throttle_wakeup)
         except BaseExceptionGroup as group:
             error = _first_mqtt_error(group)
             if error is None:
@@ -668,6 +675,19 @@ class EventLoop:
         finally:
             state.set_reader_paused(False, trio.current_time())
             self._deadline_wakeup.set()
+
+    async def _release_throttled(self, wakeup: Signal) -> None:
+        """Send publishes held by the rate limit when the core says they may go."""
+        state = self._state
+        while True:
+            deadline = state.throttle_deadline()
+            with trio.move_on_at(math.inf if deadline is None else deadline):
+                await wakeup.wait()
+                continue
+            state.release_throttled(trio.current_time())
+            self._collect()
+            self._writer.wake()
+            self._room_changed()
 
     async def _keepalive(self) -> None:
         state = self._state

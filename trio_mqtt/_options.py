@@ -16,6 +16,7 @@ from typing import Any, TypeAlias
 from ._core._config import Authenticator, SessionConfig
 from ._core._errors import InvalidOptionError, InvalidTopicError
 from ._core._packets import Properties, ProtocolVersion, Will
+from ._core._throttle import Throttle
 from ._core._topics import validate_topic
 from ._store import SessionStore
 from ._transports import TcpTransport, Transport
@@ -218,6 +219,8 @@ class MqttOptions:
             (off by default).
         redirect_credentials: send ``username`` and ``password`` to a redirect target on
             another host too (default: they are dropped; ``before_connect`` may add its own).
+        throttle: a :class:`Throttle` limiting outgoing publishes (messages and bytes per
+            second, with a burst); ``None`` (default): no limit. See :doc:`/backpressure`.
     """
 
     client_id: str
@@ -253,9 +256,12 @@ class MqttOptions:
     servers: Sequence[str] = ()
     follow_redirects: bool = False
     redirect_credentials: bool = False
+    throttle: Throttle | None = None
 
     def __post_init__(self) -> None:
         _check_types(self)
+        if self.throttle is not None and not isinstance(self.throttle, Throttle):
+            raise InvalidOptionError("throttle must be a Throttle or None")
         if self.before_connect is not None and not callable(self.before_connect):
             raise InvalidOptionError("before_connect must be an async callable or None")
         if isinstance(self.servers, str):
@@ -441,4 +447,5 @@ class MqttOptions:
             resend_on_session_loss=self.resend_on_session_loss,
             restore_subscriptions=self.restore_subscriptions,
             authenticator=self.authenticator,
+            throttle=self.throttle,
         )

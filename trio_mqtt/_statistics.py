@@ -34,6 +34,8 @@ class ConnectionStatistics:
         bytes_sent, bytes_received: bytes each way on the transport.
         held_acks: manual acks given out of order and held until the messages that arrived
             before them are acked (MQTT-4.6.0-2; see :doc:`/events`).
+        throttled_time: seconds publishes waited for the ``throttle`` rate limit so far (see
+            :doc:`/backpressure`).
     """
 
     connected: bool
@@ -56,6 +58,7 @@ class ConnectionStatistics:
     bytes_sent: int
     bytes_received: int
     held_acks: int = 0
+    throttled_time: float = 0.0
 
     @property
     def reconnects(self) -> int:

@@ -28,6 +28,7 @@ from trio_mqtt._core._packets import (
     Will,
 )
 from trio_mqtt._core._state import SESSION_FIELDS, ConnectionState
+from trio_mqtt._core._throttle import Throttle
 
 
 def test_new_credentials_go_into_the_next_connect_and_the_session_stays() -> None:
@@ -107,6 +108,7 @@ CHANGED = {
     "manual_acks": True,
     "resend_on_session_loss": False,
     "restore_subscriptions": False,
+    "throttle": Throttle(messages_per_second=5),
 }
 ALLOWED = {
     "username": st.text(max_size=5),  # MQTT 3.1.1 sends a password only with a user name

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ._packets import NO_PROPERTIES, Properties, ProtocolVersion, Will
+from ._throttle import Throttle
 
 __all__ = ["Authenticator", "SessionConfig"]
 
@@ -65,6 +66,7 @@ class SessionConfig:
         restore_subscriptions: after the broker lost the session, subscribe again to every
             filter this session subscribed to.
         authenticator: v5 enhanced authentication, or None.
+        throttle: a rate limit for outgoing publishes (replays included), or None.
     """
 
     client_id: str
@@ -86,6 +88,7 @@ class SessionConfig:
     resend_on_session_loss: bool = True
     restore_subscriptions: bool = True
     authenticator: Authenticator | None = None
+    throttle: Throttle | None = None
 
     def __repr__(self) -> str:
         return (

@@ -186,6 +186,7 @@ class _OutgoingMixin(_SessionBase):
             self.state is ConnectionState.CONNECTED
             and not self._waiting
             and (not level or self._inflight < self.window)
+            and (self._limiter is None or self._limiter.take(len(payload) + len(topic), now))
         ):
             pid = self._allocate_id() if level else 0
             if pid or not level:
@@ -328,13 +329,22 @@ class _OutgoingMixin(_SessionBase):
             and self.state is ConnectionState.CONNECTED
             and self._inflight - len(deferred) < self.window
         ):
-            flow = deferred.popleft()
+            flow = deferred[0]
             # Skip a flow the broker answered meanwhile (never resend PUBLISH after PUBREL).
             if self._flows.get(flow.packet.packet_id) is flow and flow.kind in (
                 AWAIT_PUBACK,
                 AWAIT_PUBREC,
             ):
+                packet = flow.packet
+                assert isinstance(packet, Publish)
+                if self._limiter is not None and not self._limiter.take(
+                    len(packet.payload) + len(packet.topic), self._now
+                ):
+                    return
+                deferred.popleft()
                 self._resend_publish(flow)
+            else:
+                deferred.popleft()
         waiting = self._waiting
         while waiting and self.state is ConnectionState.CONNECTED:
             packet, tag, data = waiting[0]
@@ -342,6 +352,9 @@ class _OutgoingMixin(_SessionBase):
             if qos and self._inflight >= self.window:
                 return
             code = self._send_time_problem(packet, data) if self._limits_learned else 0
+            limiter = self._limiter
+            if not code and limiter is not None and not limiter.take(len(data), self._now):
+                return
             if code:
                 waiting.popleft()
                 self.statistics.publishes_discarded += 1
@@ -500,6 +513,8 @@ class _OutgoingMixin(_SessionBase):
             self._unexpected_ack(packet, flow)
         if self._deferred:
             self._forget_deferred(flow)
+        if packet.reason_code == ReasonCode.QUOTA_EXCEEDED and self._limiter is not None:
+            self._limiter.back_off(self._now)
         self._finish_publish(pid, flow, packet)
 
     def _on_pubrec(self, packet: PubRec) -> None:

@@ -31,6 +31,7 @@ from ._packets import (
     Unsubscribe,
 )
 from ._reason_codes import ReasonCode
+from ._throttle import RateLimiter
 
 __all__ = ["ConnectionState", "SessionSnapshot", "SessionStatistics"]
 
@@ -174,6 +175,8 @@ class _SessionBase:
         # topic -> alias, least recently used first (a plain dict keeps insertion order)
         self._out_aliases: dict[str, int] = {}
         self._out_alias_max = 0
+        # The outgoing rate limit (None: publishes go as fast as the window allows).
+        self._limiter = None if config.throttle is None else RateLimiter(config.throttle, 0.0)
         # The broker's Topic Alias Maximum (last CONNACK), for aliases the application sets.
         self._broker_alias_max = 0
         # Explicit aliases: alias -> topic as the application defined them (the whole session),
@@ -202,6 +205,11 @@ class _SessionBase:
     def inflight_count(self) -> int:
         """Outgoing QoS 1/2 publishes holding a window slot."""
         return self._inflight
+
+    @property
+    def throttled_time(self) -> float:
+        """Seconds publishes waited for the rate limit so far (0 without a throttle)."""
+        return 0.0 if self._limiter is None else self._limiter.throttled_time
 
     @property
     def held_ack_count(self) -> int:

@@ -110,6 +110,7 @@ SESSION_FIELDS = (
     "manual_acks",
     "resend_on_session_loss",
     "restore_subscriptions",
+    "throttle",
 )
 
 
@@ -264,6 +265,8 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
     def connection_lost(self, now: float) -> None:
         """The transport is gone: keep the session, forget the connection."""
         self._now = now
+        if self._limiter is not None:
+            self._limiter.not_holding(now)
         self._wire_open = False
         self._out = []
         self._ping_outstanding = False
@@ -418,10 +421,11 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
         stats = self.statistics
         deferred = self._deferred
         resent = 0
+        throttled = self._limiter is not None  # replays wait for the rate limit too
         for pid, flow in self._flows.items():
             kind = flow.kind
             if kind in (AWAIT_PUBACK, AWAIT_PUBREC):
-                if resent >= self.window:
+                if throttled or resent >= self.window:
                     deferred.append(flow)
                 else:
                     resent += 1
@@ -507,6 +511,8 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
             self._fail("a 3.1.1 server must not send DISCONNECT", ReasonCode.PROTOCOL_ERROR)
         self._wire_open = False
         self.state = ConnectionState.DISCONNECTED
+        if packet.reason_code == ReasonCode.MESSAGE_RATE_TOO_HIGH and self._limiter is not None:
+            self._limiter.back_off(self._now)
         props = packet.properties
         raise DisconnectedByBroker(packet.reason_code, props.reason_string, props.server_reference)
 
@@ -570,6 +576,18 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
         )
         self._reauth_pending = True
         self._send(Auth(int(ReasonCode.RE_AUTHENTICATE), props))
+
+    def throttle_deadline(self) -> float | None:
+        """When :meth:`release_throttled` should run next: publishes wait for the rate limit."""
+        limiter = self._limiter
+        if limiter is None or not limiter.holding or self.state is not ConnectionState.CONNECTED:
+            return None
+        return limiter.ready_at()
+
+    def release_throttled(self, now: float) -> None:
+        """Send the publishes the rate limit allows by ``now`` (see :meth:`throttle_deadline`)."""
+        self._now = now
+        self._drain()
 
     def next_deadline(self) -> float | None:
         """When :meth:`handle_timeout` must next be called, or None (nothing to time)."""

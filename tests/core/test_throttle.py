@@ -1,0 +1,152 @@
+"""The outgoing rate limit in the sans-IO core: the token buckets, and the state machine
+holding publishes (never control packets) until the buckets allow them, replays included."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings, strategies as st
+from sansio_broker import SansioBroker, make_client
+
+from trio_mqtt._core._errors import DisconnectedByBroker, InvalidOptionError
+from trio_mqtt._core._packets import (
+    Disconnect,
+    PingReq,
+    PubAck,
+    Publish,
+    PubRec,
+    QoS,
+    Subscribe,
+    Subscription,
+)
+from trio_mqtt._core._throttle import MIN_FACTOR, RateLimiter, Throttle
+
+
+def throttled(throttle: Throttle, **options: object) -> SansioBroker:
+    broker = SansioBroker(make_client(throttle=throttle, **options))
+    broker.connect()
+    broker.events()
+    return broker
+
+
+def publishes(packets: list[object]) -> list[bytes]:
+    return [p.payload for p in packets if isinstance(p, Publish)]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"messages_per_second": 0}, {"bytes_per_second": -1}, {"messages_per_second": True},
+     {"messages_per_second": 1, "burst": 0}],
+)  # fmt: skip
+def test_bad_throttles_are_refused(kwargs: dict[str, object]) -> None:
+    with pytest.raises(InvalidOptionError):
+        Throttle(**kwargs)  # type: ignore[arg-type]
+
+
+def test_publishes_wait_for_tokens_and_go_in_order() -> None:
+    broker = throttled(Throttle(messages_per_second=10, burst=0.2))  # 2 at once, then 1/0.1 s
+    client = broker.client
+    for n in range(5):
+        client.publish("t", bytes([n]), QoS.AT_LEAST_ONCE, now=0.0)
+    assert publishes(broker.pump()) == [b"\x00", b"\x01"]
+    assert client.throttle_deadline() == pytest.approx(0.1)
+    client.release_throttled(0.05)
+    assert publishes(broker.pump()) == []
+    client.release_throttled(0.1)
+    assert publishes(broker.pump()) == [b"\x02"]
+    client.release_throttled(0.3)
+    assert publishes(broker.pump()) == [b"\x03", b"\x04"]
+    assert client.throttle_deadline() is None
+    assert client.throttled_time == pytest.approx(0.3)
+
+
+def test_control_packets_are_never_held() -> None:
+    broker = throttled(Throttle(messages_per_second=1, burst=1), keep_alive=10)
+    client = broker.client
+    client.publish("t", b"a", 0, now=0.0)
+    client.publish("t", b"b", 0, now=0.0)  # held: the bucket is empty
+    broker.publish("in", qos=2, packet_id=7)
+    client.subscribe([Subscription("s")], now=0.0)
+    client.handle_timeout(10.0)  # keep alive: a PINGREQ is due (the held publish does not count)
+    sent = broker.pump()
+    assert publishes(sent) == [b"a"]
+    kinds = {type(p) for p in sent}
+    assert {PubRec, Subscribe, PingReq} <= kinds
+
+
+def test_bytes_limit_lets_a_large_publish_go_and_then_pays_its_debt() -> None:
+    broker = throttled(Throttle(bytes_per_second=1000, burst=0.1))  # 100 bytes at once
+    client = broker.client
+    client.publish("t", b"x" * 500, 0, now=0.0)
+    client.publish("t", b"y", 0, now=0.0)
+    assert publishes(broker.pump()) == [b"x" * 500]
+    deadline = client.throttle_deadline()
+    assert deadline is not None
+    assert 0.3 < deadline < 0.6  # about 400 bytes of debt at 1000 bytes/s
+    client.release_throttled(deadline)
+    assert publishes(broker.pump()) == [b"y"]
+
+
+def test_replay_after_a_reconnect_is_throttled() -> None:
+    broker = throttled(Throttle(messages_per_second=10, burst=0.1), clean_start=False)
+    client = broker.client
+    for n in range(3):
+        client.publish("t", bytes([n]), QoS.AT_LEAST_ONCE, now=float(n))
+        broker.pump()
+    broker.drop()
+    broker.now = 5.0
+    client.connect(5.0)
+    broker.pump()
+    broker.send(_connack_present())
+    assert publishes(broker.pump()) == [b"\x00"]
+    client.release_throttled(5.1)
+    client.release_throttled(5.2)
+    assert publishes(broker.pump()) == [b"\x01", b"\x02"]
+
+
+def _connack_present() -> object:
+    from trio_mqtt._core._packets import ConnAck
+
+    return ConnAck(session_present=True)
+
+
+def test_quota_exceeded_and_rate_too_high_make_it_back_off() -> None:
+    broker = throttled(Throttle(messages_per_second=100), protocol_version=5)
+    client = broker.client
+    client.publish("t", b"1", QoS.AT_LEAST_ONCE, now=0.0)
+    (publish,) = broker.pump()
+    assert isinstance(publish, Publish)
+    broker.send(PubAck(publish.packet_id, 0x97))
+    limiter = client._limiter
+    assert limiter is not None
+    assert limiter.factor == 0.5
+    with pytest.raises(DisconnectedByBroker):
+        broker.send(Disconnect(0x96))
+    assert limiter.factor == 0.25
+
+
+def test_back_off_recovers_and_has_a_floor() -> None:
+    limiter = RateLimiter(Throttle(messages_per_second=10), 0.0)
+    for _ in range(20):
+        limiter.back_off(0.0)
+    assert limiter.factor == MIN_FACTOR
+    limiter.take(1, 60.0)
+    assert limiter.factor == 1.0
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    rate=st.floats(1, 1000),
+    burst=st.floats(0.01, 2),
+    times=st.lists(st.floats(0, 10), min_size=1, max_size=50),
+)
+def test_never_more_than_the_rate_plus_the_burst(
+    rate: float, burst: float, times: list[float]
+) -> None:
+    limiter = RateLimiter(Throttle(messages_per_second=rate, burst=burst), 0.0)
+    sent = 0
+    for now in sorted(times):
+        while limiter.take(10, now):
+            sent += 1
+    end = max(times)
+    assert sent <= max(1.0, rate * burst) + rate * end + 1e-6
+    assert limiter.ready_at() >= limiter._updated
