@@ -32,8 +32,10 @@ FAST = ReconnectPolicy(initial_delay=0.05, max_delay=0.2)
 
 
 async def _collect(messages: Any, count: int, got: list[bytes]) -> None:
+    """Distinct payloads until ``count`` (QoS 1 may deliver one twice across a restart)."""
     async for message in messages:
-        got.append(message.payload)
+        if message.payload not in got:
+            got.append(message.payload)
         if len(got) == count:
             return
 
