@@ -229,6 +229,7 @@ def test_every_statistics_field_is_classified_as_a_gauge_or_a_counter() -> None:
         "stray_acks",
         "bytes_sent",
         "bytes_received",
+        "throttled_time",
     }
     fields = {f.name for f in dataclasses.fields(ConnectionStatistics)}
     assert GAUGES | counters == fields

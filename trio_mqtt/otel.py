@@ -60,7 +60,7 @@ GAUGES = frozenset(
         "held_acks",
     }
 )
-_UNITS = {"bytes_sent": "By", "bytes_received": "By"}
+_UNITS = {"bytes_sent": "By", "bytes_received": "By", "throttled_time": "s"}
 
 
 def _version() -> str:
