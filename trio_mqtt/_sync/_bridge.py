@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextvars
 import queue
+import signal
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar, cast
@@ -117,3 +118,27 @@ def join_thread(thread: threading.Thread) -> None:
         thread.join(timeout)
         if not thread.is_alive():
             return
+
+
+def start_thread(thread: threading.Thread) -> None:
+    """``thread.start()``, with a Ctrl-C that lands meanwhile raised only once it has started.
+
+    ``Thread.start`` waits for the new thread to announce itself; a ``KeyboardInterrupt``
+    raised in that wait leaves a thread that runs although ``is_alive()`` still says no, so
+    the caller could not stop it. In the main thread, SIGINT is held back for those few
+    microseconds and delivered (to the previous handler) right after.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        thread.start()
+        return
+    held: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        thread.start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        if callable(previous):  # Python's default handler raises KeyboardInterrupt
+            previous(signal.SIGINT, None)
+        elif previous == signal.SIG_DFL:
+            signal.raise_signal(signal.SIGINT)

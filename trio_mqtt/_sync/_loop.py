@@ -100,7 +100,7 @@ class _Loop:
     def start(self) -> None:
         """Start the thread and wait for the first connection attempt; raise its error."""
         try:
-            self._thread.start()  # waits for the thread to run: Ctrl-C can land here too
+            _bridge.start_thread(self._thread)
             _bridge.wait_event(self._ready)
         except BaseException:  # KeyboardInterrupt while connecting
             self.stop(graceful=False)
