@@ -870,7 +870,19 @@ def test_block_runs(
             assert re.fullmatch(pattern, line), (pattern, lines)
     if block == _run_blocks(block.page)[-1]:  # the page's interpreter ended well
         assert run.returncode == 0, run.stderr
-        assert run.stderr == ""
+        assert _unexplained(run.stderr, block.page) == ""
+
+
+#: what a block stopped by the test (``stop_at``) may log: it leaves its connection at once,
+#: and a QoS 1/2 publish whose acknowledgement was still on its way is reported as unfinished
+_ABORT_NOTICE = re.compile(r"the session ended with \d+ QoS 1/2 publishes sent but not .*\n?")
+
+
+def _unexplained(stderr: str, page: str) -> str:
+    """``stderr`` without the notices that stopping a block at its ``stop_at`` line explains."""
+    if any(expect.stop_at is not None for expect in EXPECTED[page].blocks):
+        return _ABORT_NOTICE.sub("", stderr)
+    return stderr
 
 
 def test_the_runner_stops_endless_blocks_and_reports_broken_ones(tmp_path: Path) -> None:
