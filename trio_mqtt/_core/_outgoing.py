@@ -186,13 +186,16 @@ class _OutgoingMixin(_SessionBase):
             self.state is ConnectionState.CONNECTED
             and not self._waiting
             and (not level or self._inflight < self.window)
-            and (self._limiter is None or self._limiter.take(len(payload) + len(topic), now))
         ):
             pid = self._allocate_id() if level else 0
             if pid or not level:
                 packet = new_publish(topic, payload, level, retain, False, pid, properties)
-                self._commit_publish(packet, tag, encode(packet, self._version))
-                return
+                data = encode(packet, self._version)
+                limiter = self._limiter
+                if limiter is None or limiter.take(len(data), now):
+                    self._commit_publish(packet, tag, data)
+                    return
+                # held by the rate limit: it waits like any other (the id stays free)
         # A waiting QoS 1/2 publish is encoded now with the placeholder id 1 (giving its exact
         # size); the real id is patched in when it enters the window.
         packet = new_publish(topic, payload, level, retain, False, 1 if level else 0, properties)
@@ -338,7 +341,7 @@ class _OutgoingMixin(_SessionBase):
                 packet = flow.packet
                 assert isinstance(packet, Publish)
                 if self._limiter is not None and not self._limiter.take(
-                    len(packet.payload) + len(packet.topic), self._now
+                    encoded_size(packet, self._version), self._now
                 ):
                     return
                 deferred.popleft()
