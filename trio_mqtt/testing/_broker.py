@@ -30,7 +30,6 @@ import re
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import tempfile
 import time
@@ -39,6 +38,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from ._endpoints import BrokerEndpoints
 
 __all__ = ["INSTALL_HINT", "MosquittoBroker", "MosquittoError", "find_mosquitto"]
 
@@ -179,7 +180,7 @@ def _cleanup(children: list[_Child], folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-class MosquittoBroker:
+class MosquittoBroker(BrokerEndpoints):
     """A mosquitto process of its own, listening on free ports of 127.0.0.1.
 
     Use it as a context manager (start on entry; stop and delete its files on exit), or call
@@ -222,6 +223,8 @@ class MosquittoBroker:
 
     #: The address every listener binds.
     host: str = _LOCALHOST
+
+    _error_type = MosquittoError
 
     def __init__(
         self,
@@ -573,98 +576,7 @@ class MosquittoBroker:
         """Port of the plain MQTT listener."""
         return self._ports["mqtt"]
 
-    @property
-    def url(self) -> str:
-        """``mqtt://127.0.0.1:PORT``."""
-        return f"mqtt://{_LOCALHOST}:{self.port}"
-
-    @property
-    def tls_port(self) -> int:
-        """Port of the MQTT-over-TLS listener (``tls=True``)."""
-        return self._port("tls", "tls")
-
-    @property
-    def tls_url(self) -> str:
-        """``mqtts://127.0.0.1:PORT``."""
-        return f"mqtts://{_LOCALHOST}:{self.tls_port}"
-
-    @property
-    def ws_port(self) -> int:
-        """Port of the WebSocket listener (``websockets=True``)."""
-        return self._port("ws", "websockets")
-
-    @property
-    def ws_url(self) -> str:
-        """``ws://127.0.0.1:PORT/``."""
-        return f"ws://{_LOCALHOST}:{self.ws_port}/"
-
-    @property
-    def wss_port(self) -> int:
-        """Port of the secure WebSocket listener (``websockets_tls=True``)."""
-        return self._port("wss", "websockets_tls")
-
-    @property
-    def wss_url(self) -> str:
-        """``wss://127.0.0.1:PORT/``."""
-        return f"wss://{_LOCALHOST}:{self.wss_port}/"
-
-    @property
-    def unix_path(self) -> Path:
-        """Path of the Unix domain socket listener (``unix_socket=True``)."""
-        if not self._unix_socket:
-            raise MosquittoError("this broker has no unix listener: pass unix_socket=True")
-        return self._dir / "mqtt.sock"
-
-    @property
-    def unix_url(self) -> str:
-        """``unix:///path/to/mqtt.sock``."""
-        return f"unix://{self.unix_path}"
-
     # ----------------------------------------------------------------- TLS material
-
-    def _need_tls(self) -> None:
-        if self._ca is None:
-            raise MosquittoError("this broker has no TLS material: pass tls or websockets_tls")
-
-    @property
-    def ca(self) -> Any:
-        """The :class:`trustme.CA` that signed the broker's and the client's certificates."""
-        self._need_tls()
-        return self._ca
-
-    @property
-    def ca_pem_path(self) -> Path:
-        """PEM file of the CA certificate, for a client's trust store."""
-        return self._dir / "ca.pem"
-
-    @property
-    def client_cert(self) -> Any:
-        """A :class:`trustme.LeafCert` the broker accepts as a client certificate."""
-        self._need_tls()
-        return self._client_cert
-
-    @property
-    def client_cert_path(self) -> Path:
-        """PEM file of the client certificate chain."""
-        return self._dir / "client-cert.pem"
-
-    @property
-    def client_key_path(self) -> Path:
-        """PEM file of the client certificate's private key."""
-        return self._dir / "client-key.pem"
-
-    def client_ssl_context(self, *, client_certificate: bool | None = None) -> ssl.SSLContext:
-        """An SSL context that trusts the broker's CA.
-
-        Args:
-            client_certificate: load the client certificate; by default only when the broker
-                was made with ``require_certificate=True``.
-        """
-        self._need_tls()
-        context = ssl.create_default_context(cafile=str(self.ca_pem_path))
-        if self._require_certificate if client_certificate is None else client_certificate:
-            context.load_cert_chain(str(self.client_cert_path), str(self.client_key_path))
-        return context
 
     # ----------------------------------------------------------------- diagnostics
 

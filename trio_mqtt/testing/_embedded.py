@@ -32,6 +32,7 @@ from typing import Any
 import trio
 
 from .._core._broker import Broker, BrokerConfig
+from ._endpoints import BrokerEndpoints
 
 __all__ = ["EmbeddedBroker", "EmbeddedBrokerError"]
 
@@ -59,7 +60,7 @@ class EmbeddedBrokerError(RuntimeError):
     """The embedded broker could not be configured or started."""
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(BrokerEndpoints):
     """The embedded broker in a background thread, listening on free ports of 127.0.0.1.
 
     Takes the options of :class:`~trio_mqtt.testing.MosquittoBroker` that have a meaning here
@@ -70,6 +71,8 @@ class EmbeddedBroker:
     are understood for ``max_topic_alias N`` only; any other line raises
     :class:`NotImplementedError` (the test suite's fixture turns that into a skip).
     """
+
+    _error_type = EmbeddedBrokerError
 
     def __init__(
         self,
@@ -346,89 +349,6 @@ class EmbeddedBroker:
     def port(self) -> int:
         """Port of the plain MQTT listener."""
         return self._port("mqtt", "mqtt")
-
-    @property
-    def url(self) -> str:
-        """``mqtt://127.0.0.1:PORT``."""
-        return f"mqtt://{_LOCALHOST}:{self.port}"
-
-    @property
-    def tls_port(self) -> int:
-        """Port of the MQTT-over-TLS listener (``tls=True``)."""
-        return self._port("tls", "tls")
-
-    @property
-    def tls_url(self) -> str:
-        """``mqtts://127.0.0.1:PORT``."""
-        return f"mqtts://{_LOCALHOST}:{self.tls_port}"
-
-    @property
-    def ws_port(self) -> int:
-        """Port of the WebSocket listener (``websockets=True``)."""
-        return self._port("ws", "websockets")
-
-    @property
-    def ws_url(self) -> str:
-        """``ws://127.0.0.1:PORT/``."""
-        return f"ws://{_LOCALHOST}:{self.ws_port}/"
-
-    @property
-    def wss_port(self) -> int:
-        """Port of the secure WebSocket listener (``websockets_tls=True``)."""
-        return self._port("wss", "websockets_tls")
-
-    @property
-    def wss_url(self) -> str:
-        """``wss://127.0.0.1:PORT/``."""
-        return f"wss://{_LOCALHOST}:{self.wss_port}/"
-
-    @property
-    def unix_path(self) -> Path:
-        """Path of the Unix domain socket listener (``unix_socket=True``)."""
-        if not self._unix_socket:
-            raise EmbeddedBrokerError("this broker has no unix listener: pass unix_socket=True")
-        return self._dir / "mqtt.sock"
-
-    @property
-    def unix_url(self) -> str:
-        """``unix:///path/to/mqtt.sock``."""
-        return f"unix://{self.unix_path}"
-
-    @property
-    def ca(self) -> Any:
-        """The :class:`trustme.CA` that signed the broker's and the client's certificates."""
-        if self._ca is None:
-            raise EmbeddedBrokerError("this broker has no TLS material: pass tls or websockets_tls")
-        return self._ca
-
-    @property
-    def ca_pem_path(self) -> Path:
-        """PEM file of the CA certificate, for a client's trust store."""
-        return self._dir / "ca.pem"
-
-    @property
-    def client_cert(self) -> Any:
-        """A :class:`trustme.LeafCert` the broker accepts as a client certificate."""
-        self.ca  # noqa: B018 - raises without TLS material
-        return self._client_cert
-
-    @property
-    def client_cert_path(self) -> Path:
-        """PEM file of the client certificate chain."""
-        return self._dir / "client-cert.pem"
-
-    @property
-    def client_key_path(self) -> Path:
-        """PEM file of the client certificate's private key."""
-        return self._dir / "client-key.pem"
-
-    def client_ssl_context(self, *, client_certificate: bool | None = None) -> ssl.SSLContext:
-        """An SSL context that trusts the broker's CA (see MosquittoBroker)."""
-        self.ca  # noqa: B018 - raises without TLS material
-        context = ssl.create_default_context(cafile=str(self.ca_pem_path))
-        if self._require_certificate if client_certificate is None else client_certificate:
-            context.load_cert_chain(str(self.client_cert_path), str(self.client_key_path))
-        return context
 
     @property
     def log(self) -> str:
