@@ -36,7 +36,6 @@ import time
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from ._endpoints import BrokerEndpoints
@@ -528,29 +527,6 @@ class MosquittoBroker(BrokerEndpoints):
         for child in self._children:
             child.kill()
         self._reap()
-
-    def restart(self) -> None:
-        """Stop (if running) and start again on the same ports with the same files."""
-        self.stop()
-        self.start()
-
-    def close(self) -> None:
-        """Stop the broker and delete its temporary directory; it cannot be started again."""
-        self.stop()
-        self._closed = True
-        self._finalizer()
-
-    def __enter__(self) -> MosquittoBroker:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "running" if self.running else "closed" if self._closed else "stopped"

@@ -26,7 +26,6 @@ import time
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import trio
@@ -292,29 +291,6 @@ class EmbeddedBroker(BrokerEndpoints):
     def kill(self) -> None:
         """Stop at once: every socket is closed without a DISCONNECT (like SIGKILL)."""
         self._shutdown(abort=True)
-
-    def restart(self) -> None:
-        """Stop, then start again on the same ports."""
-        self.stop()
-        self.start()
-
-    def close(self) -> None:
-        """Stop and delete the broker's files; the object cannot be started again."""
-        self.stop()
-        self._closed = True
-        self._finalizer()
-
-    def __enter__(self) -> EmbeddedBroker:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"

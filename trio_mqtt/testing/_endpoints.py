@@ -1,25 +1,29 @@
-"""What both test brokers offer alike: their listeners' URLs and their TLS material.
+"""What both test brokers offer alike: their life cycle, their listeners' URLs, their TLS material.
 
 :class:`~trio_mqtt.testing.MosquittoBroker` and :class:`~trio_mqtt.testing.EmbeddedBroker`
 each keep ``_ports`` (listener kind -> port), ``_dir`` (their private folder, where the
 certificates are written), ``_ca`` and ``_client_cert`` (trustme objects, or None without
 TLS), ``_unix_socket`` and ``_require_certificate``, and say how a missing listener is
-reported (``_port``) and which error class they raise (``_error_type``).
+reported (``_port``) and which error class they raise (``_error_type``). They implement
+``start()`` and ``stop()``, keep ``_closed`` and a ``_finalizer`` that deletes their files.
 """
 
 from __future__ import annotations
 
 import ssl
+import weakref
 from pathlib import Path
-from typing import Any, ClassVar
+from types import TracebackType
+from typing import Any, ClassVar, TypeVar
 
 __all__ = ["BrokerEndpoints"]
 
 LOCALHOST = "127.0.0.1"
+_Self = TypeVar("_Self", bound="BrokerEndpoints")
 
 
 class BrokerEndpoints:
-    """URLs and TLS material of a private test broker (a base of both test brokers)."""
+    """Life cycle, URLs and TLS material of a private test broker (base of both)."""
 
     _error_type: ClassVar[type[Exception]] = RuntimeError
     _ports: dict[str, int]
@@ -28,9 +32,42 @@ class BrokerEndpoints:
     _client_cert: Any
     _unix_socket: bool
     _require_certificate: bool
+    _closed: bool
+    _finalizer: weakref.finalize[Any, Any]
 
     def _port(self, kind: str, option: str) -> int:
         raise NotImplementedError
+
+    def start(self) -> None:
+        """Start the broker (implemented by each broker)."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop the broker, keeping its files (implemented by each broker)."""
+        raise NotImplementedError
+
+    def restart(self) -> None:
+        """Stop (if running) and start again on the same ports with the same files."""
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        """Stop the broker and delete its files; it cannot be started again."""
+        self.stop()
+        self._closed = True
+        self._finalizer()
+
+    def __enter__(self: _Self) -> _Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
     @property
     def url(self) -> str:
