@@ -479,12 +479,16 @@ def test_will_flags_publish_the_will_when_the_process_dies(
         assert child.stderr is not None
         # wait (bounded) for "connected to ...", printed once CONNACK arrived (-d also
         # prints a line per packet, as mosquitto_sub -d does)
+        # read the raw descriptor: a buffered readline() may pull several lines into
+        # Python's buffer, and select() would then wait for bytes that already arrived
         with selectors.DefaultSelector() as selector:
             selector.register(child.stderr, selectors.EVENT_READ)
-            lines: list[bytes] = []
-            while not any(line.startswith(b"trio_mqtt: connected") for line in lines):
-                assert selector.select(timeout=10), f"the sub command did not connect: {lines}"
-                lines.append(child.stderr.readline())
+            seen = b""
+            while b"\ntrio_mqtt: connected" not in b"\n" + seen:
+                assert selector.select(timeout=10), f"the sub command did not connect: {seen!r}"
+                chunk = os.read(child.stderr.fileno(), 4096)
+                assert chunk, f"the sub command exited: {seen!r}"
+                seen += chunk
     finally:
         child.kill()  # no DISCONNECT: the broker publishes the will
         child.wait(timeout=10)
