@@ -67,6 +67,82 @@ async def test_batch_waits_for_the_first_message(mosquitto: MosquittoBroker) -> 
             assert got == [[b"now"]]
 
 
+class _StepCounter(trio.abc.Instrument):
+    """Counts the scheduling steps of tasks whose name ends with ``suffix``."""
+
+    def __init__(self, suffix: str) -> None:
+        self.suffix = suffix
+        self.count = 0
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name.endswith(self.suffix):
+            self.count += 1
+
+
+async def test_a_waiting_messages_iterator_skips_other_events_without_waking(
+    mosquitto: MosquittoBroker,
+) -> None:
+    # publishes to a topic nobody subscribed make Outgoing/ack events only: the waiting
+    # messages() task consumes them where they arrive, so it is not scheduled for them and
+    # they never fill the buffer
+    with trio.fail_after(10):
+        async with open_mqtt_connection(options_for(mosquitto, "skip-events")) as conn:
+            await conn.client.subscribe("wanted", QoS.AT_LEAST_ONCE)
+            got: list[bytes] = []
+
+            async def consume() -> None:
+                async for message in conn.messages():
+                    got.append(message.payload)
+                    return
+
+            steps = _StepCounter("consume")
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(consume)
+                await trio.testing.wait_all_tasks_blocked()
+                trio.lowlevel.add_instrument(steps)
+                for i in range(200):
+                    await conn.client.publish("unwanted", str(i), qos=QoS.AT_LEAST_ONCE)
+                tracker = await conn.client.publish_tracked("unwanted", b"last", qos=1)
+                await tracker.wait()
+                trio.lowlevel.remove_instrument(steps)
+                assert got == []
+                assert steps.count == 0  # 400+ events, and the consumer never ran
+                stats = conn.statistics()
+                assert stats.buffered_events == 0
+                assert stats.dropped_events == 0
+                await conn.client.publish("wanted", b"yes", qos=QoS.AT_LEAST_ONCE)
+            assert got == [b"yes"]
+
+
+async def test_poll_beside_a_waiting_messages_iterator_still_sees_events(
+    mosquitto: MosquittoBroker,
+) -> None:
+    with trio.fail_after(10):
+        async with (
+            open_mqtt_connection(options_for(mosquitto, "poll-beside")) as conn,
+            trio.open_nursery() as nursery,
+        ):
+
+            async def wait_for_a_message() -> None:
+                async for _message in conn.messages():
+                    return
+
+            nursery.start_soon(wait_for_a_message)
+            await trio.testing.wait_all_tasks_blocked()
+            with trio.fail_after(5):
+                async with trio.open_nursery() as polling:
+                    seen: list[object] = []
+
+                    async def poll_one() -> None:
+                        seen.append(await conn.poll())
+
+                    polling.start_soon(poll_one)
+                    await trio.testing.wait_all_tasks_blocked()
+                    await conn.client.publish("beside", b"x")
+            assert [type(event).__name__ for event in seen] == ["Outgoing"]
+            nursery.cancel_scope.cancel()
+
+
 async def test_error_after_a_batch_comes_on_the_next_step(mosquitto: MosquittoBroker) -> None:
     with trio.fail_after(10):
         async with open_fault_proxy(mosquitto.host, mosquitto.port) as proxy:

@@ -61,6 +61,10 @@ class Signal:
         if self._lot:
             self._lot.unpark_all()
 
+    def clear(self) -> None:
+        """Forget an earlier :meth:`set` (the waiter is about to look for itself)."""
+        self._flag = False
+
     async def wait(self) -> None:
         """Wait until :meth:`set` was called since the last wait returned."""
         if self._flag:
@@ -95,10 +99,12 @@ class _Buffer(Generic[T]):
         # Same cancellation contract as a Trio channel: a cancelled call took nothing, and
         # once an item is taken nothing can cancel the call. Several readers may wait at once.
         await trio.lowlevel.checkpoint_if_cancelled()
-        while not self.items:
-            if self.end is not None:
-                raise self.end
-            await self._readable.park()
+        if not self.items:
+            while not self.items:
+                if self.end is not None:
+                    raise self.end
+                await self._readable.park()
+            return self.items.popleft()  # parking was this call's schedule point
         item = self.items.popleft()
         await trio.lowlevel.cancel_shielded_checkpoint()
         return item
@@ -116,24 +122,51 @@ class EventBuffer(_Buffer[object]):
         self.dropped_messages = 0
         self._drop_unread = drop_unread
         self._space = space
+        #: connection errors in the buffer (``Failure`` items)
+        self._failures = 0
+        #: tasks in :meth:`wait_for_message` (``messages()``): woken by messages only
+        self._message_readers = trio.lowlevel.ParkingLot()
 
     def put(self, item: object, *, data: bool = False) -> None:
         """Add an event; ``data`` marks incoming messages.
 
         Messages are never dropped, except with ``drop_unread`` while the application has
-        not read any event yet: then only the newest ``capacity`` are kept.
+        not read any event yet: then only the newest ``capacity`` are kept. While the only
+        waiting readers are ``messages()`` iterators, another event is consumed on the spot:
+        they would wake only to skip it.
         """
         items = self.items
         if data:
             if self._drop_unread and not self.consuming and self.unread_messages >= self.capacity:
                 self._drop_oldest_message()
             self.unread_messages += 1
-        elif len(items) >= (2 * self.capacity if self.consuming else self.capacity):
-            self.dropped += 1
-            return
-        items.append(item)
+            items.append(item)
+            if self._message_readers:
+                self._message_readers.unpark_all()
+        else:
+            if self._message_readers and not self._readable:
+                return
+            if len(items) >= (2 * self.capacity if self.consuming else self.capacity):
+                self.dropped += 1
+                return
+            items.append(item)
         if self._readable:
             self._readable.unpark_all()
+
+    def _wake_readers(self) -> None:
+        super()._wake_readers()
+        if self._message_readers:
+            self._message_readers.unpark_all()
+
+    async def wait_for_message(self) -> None:
+        """Wait until a message, a connection error or the end is buffered.
+
+        Not a checkpoint when one already is (the caller checkpoints then); otherwise the
+        wait is the schedule point. Other events do not wake this task.
+        """
+        self.consuming = True
+        while not (self.unread_messages or self._failures or self.end is not None):
+            await self._message_readers.park()
 
     def _drop_oldest_message(self) -> None:
         items = self.items
@@ -154,6 +187,7 @@ class EventBuffer(_Buffer[object]):
     def put_failure(self, error: MqttError) -> None:
         """Queue a connection error for ``poll()``; never dropped."""
         self.items.append(Failure(error))
+        self._failures += 1
         self._wake_readers()
 
     @property
@@ -171,6 +205,8 @@ class EventBuffer(_Buffer[object]):
             self.unread_messages -= 1
             if self.unread_messages < self.capacity:
                 self._space.set()
+        elif type(item) is Failure:
+            self._failures -= 1
 
     async def get(self) -> object:
         """The next event; raises the end error once closed and drained."""

@@ -196,6 +196,10 @@ class EventLoop:
         """The next event (or :class:`~trio_mqtt._dispatch.Failure`), waiting for one."""
         return await self._router.events.get()
 
+    async def wait_for_message(self) -> None:
+        """Wait until an incoming message (or a connection error, or the end) is buffered."""
+        await self._router.events.wait_for_message()
+
     def next_event_nowait(self) -> object:
         """The next buffered event; :class:`trio.WouldBlock` when none."""
         return self._router.events.get_nowait()
@@ -643,7 +647,8 @@ class EventLoop:
             except MqttError as exc:
                 error = exc
             self._collect()
-            writer.wake()
+            if state.has_data_to_send():
+                writer.wake()
             self._room_changed()
             if error is not None:
                 if isinstance(error, RemoteProtocolError):
