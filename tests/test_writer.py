@@ -13,7 +13,7 @@ import trio.testing
 from fake_broker import FakeBroker, ScriptedPeer
 
 from trio_mqtt import MqttOptions, QoS, open_mqtt_connection
-from trio_mqtt.sansio import ProtocolVersion, Publish, encode
+from trio_mqtt.sansio import ProtocolVersion, PubAck, Publish, encode
 
 
 class WriterSteps(trio.abc.Instrument):
@@ -81,7 +81,9 @@ async def test_a_lone_publish_is_sent_on_the_writers_first_step(nursery: trio.Nu
                         await trio.lowlevel.checkpoint()
                     steps, data = transport.sends[before_sends]
                     # woken by the publish, the writer sends in that very step
-                    assert steps - before_steps == 1
+                    # one step finishes the PUBACK's send_all (a checkpoint), the next sends
+                    # the publish; held back as a "stream" it would take two rounds more
+                    assert steps - before_steps <= 2
                     assert data == encode(Publish("lone", b"%d" % round_trip), ProtocolVersion.V311)
     finally:
         trio.lowlevel.remove_instrument(instrument)
@@ -105,3 +107,42 @@ async def test_a_stream_of_publishes_is_coalesced(nursery: trio.Nursery) -> None
     )
     # the first goes out alone (the writer was idle); the rest share a few sends
     assert len(sends) <= 300 // 4
+
+
+async def test_a_publish_right_after_an_ack_is_not_held_back(nursery: trio.Nursery) -> None:
+    # the round trip of a request/response program: a QoS 1 message arrives, its PUBACK goes
+    # out, and the application publishes at once. Only publishes following publishes count
+    # as a stream; this one must go out on the writer's first step, not wait for more.
+    async def deliver_then_swallow(peer: ScriptedPeer) -> None:
+        await peer.accept()
+        for packet_id in (1, 2, 3):
+            await peer.send(Publish("in", b"q", qos=QoS.AT_LEAST_ONCE, packet_id=packet_id))
+            while not isinstance(await peer.receive(), Publish):
+                pass  # the PUBACK, then the client's own publish
+
+    instrument = WriterSteps()
+    transport = RecordingTransport(FakeBroker(nursery, deliver_then_swallow), instrument)
+    trio.lowlevel.add_instrument(instrument)
+    try:
+        with trio.fail_after(10):
+            options = MqttOptions("after-ack", "fake", 1883, transport=transport)  # type: ignore[arg-type]
+            async with open_mqtt_connection(options) as conn:
+                messages = conn.messages()
+                for round_trip in range(3):
+                    await anext(messages)
+                    puback = encode(PubAck(round_trip + 1), ProtocolVersion.V311)
+                    while not any(puback in data for _, data in transport.sends):
+                        await trio.lowlevel.checkpoint()  # the PUBACK just went out
+                    before_steps, before_sends = instrument.steps, len(transport.sends)
+                    await conn.client.publish("out", b"%d" % round_trip)
+                    expected = encode(Publish("out", b"%d" % round_trip), ProtocolVersion.V311)
+                    while not any(expected in data for _, data in transport.sends[before_sends:]):
+                        await trio.lowlevel.checkpoint()
+                    steps = next(
+                        s for s, data in transport.sends[before_sends:] if expected in data
+                    )
+                    # one step finishes the PUBACK's send_all (a checkpoint), the next sends
+                    # the publish; held back as a "stream" it would take two rounds more
+                    assert steps - before_steps <= 2
+    finally:
+        trio.lowlevel.remove_instrument(instrument)

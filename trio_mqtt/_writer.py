@@ -129,7 +129,12 @@ class Writer:
         rounds = 0
         last_data_round = 0
         streaming = False
+        # whether the pending (or last sent) bytes carry newly admitted publishes: only a
+        # publisher keeping up a stream is worth coalescing for; acks and replies go at once
+        publishing = False
+        wakeup = self._wakeup
         while True:
+            wakeup.clear()  # everything set so far is looked at below
             data = state.data_to_send()
             if data:
                 pending.append(data)
@@ -137,8 +142,9 @@ class Writer:
                 if self.unflushed:
                     self.unflushed = 0
                     self._on_flushed()
-                if rounds - last_data_round <= IDLE_ROUNDS:
-                    streaming = True
+                    if publishing and rounds - last_data_round <= IDLE_ROUNDS:
+                        streaming = True
+                    publishing = True
                 last_data_round = rounds
             if (
                 pending
@@ -155,8 +161,10 @@ class Writer:
                 pending.clear()
                 size = 0
                 await self._send_blob(stream, blob)
-                # watch the next rounds: do packets keep coming?
+                # after publishes, watch the next rounds: do more keep coming?
                 rounds = last_data_round = 0
+                if not publishing:
+                    rounds = IDLE_ROUNDS  # nothing to watch for: wait for the next wakeup
                 streaming = False
                 continue
             if self._fatal is not None:
@@ -174,6 +182,7 @@ class Writer:
                 rounds += 1
                 await trio.lowlevel.checkpoint()
                 continue
-            await self._wakeup.wait()
+            await wakeup.wait()
             rounds = IDLE_ROUNDS + 1  # woken after a quiet spell: not streaming
             last_data_round = 0
+            publishing = False

@@ -245,6 +245,10 @@ class _SessionBase:
         packet = flow.packet
         return packet if isinstance(packet, Publish) else None
 
+    def has_data_to_send(self) -> bool:
+        """True when :meth:`data_to_send` would return bytes."""
+        return bool(self._out)
+
     def data_to_send(self) -> bytes:
         """Return every byte queued for the wire since the last call (``b""`` if none)."""
         out = self._out
