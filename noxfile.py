@@ -64,6 +64,7 @@ EMBEDDED_BROKER_TESTS = (
     "tests/test_features.py",
     "tests/test_readme.py",
     "tests/test_store_crash.py",
+    "tests/test_store_crash_outbox.py",
     "tests/test_store_crash_subscriber.py",
     "tests/test_sync.py",
 )

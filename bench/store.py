@@ -3,10 +3,13 @@
 Theory of operation: for each store configuration and QoS 1/2, a fresh mosquitto (the
 benchmark broker configuration of ``bench/run.py``) and a fresh process; one publisher with
 the store (``clean_start=False``, default window 100) sends ``--count`` messages of 64 bytes
-in a loop with ``publish_nowait()`` (awaiting ``publish()`` when the queue is full) and the
-time runs until the last one is acknowledged. No subscriber: the figure is the publisher's
-own cost. Repeats alternate the order of the configurations; the table gives medians.
-The figures in docs/reconnects.rst ("Costs and limits") come from this script.
+in a loop, and the time runs until the last one is acknowledged. Two ways of calling
+(``--calls``): ``nowait`` uses ``publish_nowait()`` (awaiting ``publish()`` when the queue is
+full), so a durable store commits the outbox in groups; ``await`` awaits each ``publish()``,
+which with a durable store returns only once that message is committed (one commit per
+message for a lone publisher). No subscriber: the figure is the publisher's own cost. Repeats
+alternate the order of the configurations; the table gives medians. The figures in
+docs/reconnects.rst ("Costs and limits") and docs/durable.rst ("Costs") come from this script.
 """
 
 from __future__ import annotations
@@ -42,7 +45,12 @@ def _store(config: str, folder: str) -> Any:
     return trio_mqtt.SqliteSessionStore(folder, synchronous="FULL")
 
 
-async def _publish(port: int, config: str, qos: int, count: int, folder: str) -> float:
+CALLS = ("nowait", "await")
+
+
+async def _publish(
+    port: int, config: str, qos: int, count: int, folder: str, call: str = "nowait"
+) -> float:
     import trio
 
     import trio_mqtt
@@ -60,6 +68,9 @@ async def _publish(port: int, config: str, qos: int, count: int, folder: str) ->
         start = time.perf_counter()
         last = None
         for _ in range(count - 1):
+            if call == "await":
+                await client.publish("bench/store", payload, qos=qos)
+                continue
             try:
                 client.publish_nowait("bench/store", payload, qos=qos)
             except trio.WouldBlock:
@@ -72,7 +83,7 @@ async def _publish(port: int, config: str, qos: int, count: int, folder: str) ->
         return count / (time.perf_counter() - start)
 
 
-def measure(config: str, qos: int, count: int) -> float:
+def measure(config: str, qos: int, count: int, call: str = "nowait") -> float:
     """One measurement in this process: msg/s."""
     import trio
 
@@ -80,7 +91,7 @@ def measure(config: str, qos: int, count: int) -> float:
     from trio_mqtt.testing import MosquittoBroker
 
     with tempfile.TemporaryDirectory() as folder, MosquittoBroker(**BROKER_OPTIONS) as broker:
-        rate: float = trio.run(_publish, broker.port, config, qos, count, folder)
+        rate: float = trio.run(_publish, broker.port, config, qos, count, folder, call)
         return rate
 
 
@@ -89,45 +100,52 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--configs", default=",".join(CONFIGS))
-    parser.add_argument("--one", help=argparse.SUPPRESS)  # worker mode: config,qos
+    parser.add_argument("--calls", default=",".join(CALLS))
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # worker mode: config,qos,call
     args = parser.parse_args(argv)
     if args.one:
-        config, qos = args.one.split(",")
-        print(json.dumps(measure(config, int(qos), args.count)))
+        config, qos, call = args.one.split(",")
+        print(json.dumps(measure(config, int(qos), args.count, call)))
         return 0
     configs = args.configs.split(",")
+    calls = args.calls.split(",")
     unknown = set(configs) - set(CONFIGS)
     if unknown:
         parser.error(f"unknown configurations {sorted(unknown)}; known: {', '.join(CONFIGS)}")
-    rates: dict[tuple[str, int], list[float]] = {}
+    if set(calls) - set(CALLS):
+        parser.error(f"--calls takes {', '.join(CALLS)}")
+    rates: dict[tuple[str, int, str], list[float]] = {}
     for repeat in range(args.repeats):
         order = configs if repeat % 2 == 0 else configs[::-1]
         for qos in (1, 2):
-            for config in order:
-                result = subprocess.run(
-                    [
-                        sys.executable,
-                        __file__,
-                        "--one",
-                        f"{config},{qos}",
-                        "--count",
-                        str(args.count),
-                    ],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                    timeout=300,
-                )
-                rate = float(result.stdout.strip().splitlines()[-1])
-                rates.setdefault((config, qos), []).append(rate)
-                print(f"[{repeat}] {config:15} QoS {qos}: {rate:,.0f} msg/s", file=sys.stderr)
+            for call in calls:
+                for config in order:
+                    rate = _run_one(config, qos, call, args.count)
+                    rates.setdefault((config, qos, call), []).append(rate)
+                    print(
+                        f"[{repeat}] {config:15} QoS {qos} {call:6}: {rate:,.0f} msg/s",
+                        file=sys.stderr,
+                    )
     print(f"\n{args.count:,} x 64 B, one publisher, median of {args.repeats} (msg/s)\n")
-    print("| QoS | " + " | ".join(configs) + " |")
-    print("| --- |" + " --- |" * len(configs))
+    print("| QoS | calls | " + " | ".join(configs) + " |")
+    print("| --- | --- |" + " --- |" * len(configs))
     for qos in (1, 2):
-        cells = [f"{statistics.median(rates[(c, qos)]):,.0f}" for c in configs]
-        print(f"| {qos} | " + " | ".join(cells) + " |")
+        for call in calls:
+            cells = [f"{statistics.median(rates[(c, qos, call)]):,.0f}" for c in configs]
+            print(f"| {qos} | {call} | " + " | ".join(cells) + " |")
     return 0
+
+
+def _run_one(config: str, qos: int, call: str, count: int) -> float:
+    """One measurement in a fresh process (so that runs do not share a warmed-up heap)."""
+    result = subprocess.run(
+        [sys.executable, __file__, "--one", f"{config},{qos},{call}", "--count", str(count)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    return float(result.stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

@@ -508,6 +508,22 @@ EXPECTED: dict[str, Page] = {
             ),
         )
     ),
+    "durable.rst": Page(
+        blocks=(
+            Expect(
+                'SqliteSessionStore("meter-outbox")',
+                lines=("expired: 0 dropped: 0",),
+                # every reading went out and was acknowledged: nothing is left queued
+                check="""
+                    from trio_mqtt.sansio import SessionSnapshot
+
+                    store = options.session_store
+                    assert store.path_for("meter-17").exists()
+                    assert store.read("meter-17") == SessionSnapshot()
+                """,
+            ),
+        )
+    ),
     "routes.rst": Page(
         blocks=(
             Expect(

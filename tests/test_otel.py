@@ -230,6 +230,8 @@ def test_every_statistics_field_is_classified_as_a_gauge_or_a_counter() -> None:
         "bytes_sent",
         "bytes_received",
         "throttled_time",
+        "publishes_expired",
+        "publishes_dropped_oldest",
     }
     fields = {f.name for f in dataclasses.fields(ConnectionStatistics)}
     assert GAUGES | counters == fields

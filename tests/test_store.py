@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,11 +18,12 @@ from trio_mqtt import (
     InvalidOptionError,
     InvalidTopicError,
     MemorySessionStore,
-    MqttError,
     MqttOptions,
     ProtocolVersion,
+    PublishDropped,
     ReconnectPolicy,
     SessionStore,
+    SessionStoreError,
     SqliteSessionStore,
     open_mqtt_connection,
 )
@@ -46,6 +48,7 @@ from trio_mqtt.sansio import (
 
 SENT, RELEASED, DONE = ChangeKind.SENT, ChangeKind.RELEASED, ChangeKind.DONE
 HOLD, UNHOLD, CLEARED = ChangeKind.HOLD_INCOMING, ChangeKind.RELEASE_INCOMING, ChangeKind.CLEARED
+QUEUED, UNQUEUED = ChangeKind.QUEUED, ChangeKind.UNQUEUED
 
 
 def pub(pid: int, qos: int = 1, topic: str = "t", payload: bytes = b"x") -> Publish:
@@ -217,6 +220,63 @@ async def test_sqlite_refuses_a_file_of_another_client_id(tmp_path: Path) -> Non
         await store.open("two")
     await store.open("one")  # the failed open left the store usable
     await store.close()
+
+
+async def test_sqlite_outbox_keeps_queued_publishes_in_order_through_a_lost_session(
+    tmp_path: Path,
+) -> None:
+    store = SqliteSessionStore(tmp_path)
+    await store.open("c")
+    admitted = time.time() - 5.0
+    await store.apply(
+        [
+            SessionChange(QUEUED, 1, pub(1, 2, "q", b"one"), 0, admitted),
+            SessionChange(QUEUED, 2, pub(1, 1, "q", b"two"), 0, admitted),
+            SessionChange(QUEUED, 3, pub(1, 2, "q", b"three"), 0, admitted),
+        ]
+    )
+    # number 1 is sent (moved to the flows), then the broker loses the session
+    await store.apply([SessionChange(UNQUEUED, 1), SessionChange(SENT, 7, pub(7, 2, "q", b"one"))])
+    await store.apply(
+        [SessionChange(CLEARED, 0), SessionChange(QUEUED, -1, pub(1, 2, "q", b"one"), 0, admitted)]
+    )
+    await store.close()
+    snapshot = store.read("c")
+    assert snapshot.outgoing == ()
+    assert [(q.number, q.publish.payload) for q in snapshot.queued] == [
+        (-1, b"one"),
+        (2, b"two"),
+        (3, b"three"),
+    ]
+    assert all(4.0 < q.waited < 60.0 for q in snapshot.queued)  # admitted 5 s ago
+    await store.open("c")
+    await store.save(SessionSnapshot(queued=snapshot.queued[1:]))  # a save replaces the queue
+    await store.close()
+    assert [q.number for q in store.read("c").queued] == [2, 3]
+
+
+async def test_sqlite_opens_and_upgrades_a_schema_1_file(tmp_path: Path) -> None:
+    path = SqliteSessionStore(tmp_path).path_for("old")
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO meta VALUES ('schema', '1'), ('client_id', 'old');"
+        "CREATE TABLE outgoing (seq INTEGER PRIMARY KEY, packet_id INTEGER NOT NULL UNIQUE,"
+        " stage INTEGER NOT NULL, packet BLOB);"
+        "CREATE TABLE incoming (packet_id INTEGER PRIMARY KEY);"
+        "INSERT INTO incoming VALUES (9);"
+    )
+    db.commit()
+    db.close()
+    assert SqliteSessionStore(tmp_path).read("old") == SessionSnapshot((), (9,))
+    store = SqliteSessionStore(tmp_path)
+    assert await store.open("old") == SessionSnapshot((), (9,))
+    await store.apply([SessionChange(QUEUED, 1, pub(1), 0, time.time())])
+    await store.close()
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("2",)
+    db.close()
+    assert len(store.read("old").queued) == 1
 
 
 async def test_sqlite_failed_batch_commits_nothing(tmp_path: Path) -> None:
@@ -553,7 +613,7 @@ class FailingStore(MemorySessionStore):
         raise OSError(28, "No space left on device")
 
 
-async def test_a_failing_store_ends_the_connection_before_sending() -> None:
+async def test_a_failing_store_refuses_the_publish_at_the_call() -> None:
     received: list[object] = []
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
@@ -566,19 +626,33 @@ async def test_a_failing_store_ends_the_connection_before_sending() -> None:
                 "c", transport=FakeBroker(nursery, script), session_store=FailingStore()
             )
             async with open_mqtt_connection(options) as conn:
-                await conn.client.publish("t", b"must not leave unstored", qos=1)
-                with pytest.raises(MqttError, match="session store failed") as caught:
-                    while True:
-                        await conn.poll()
+                with pytest.raises(SessionStoreError, match="session store failed") as caught:
+                    await conn.client.publish("t", b"must not leave unstored", qos=1)
                 assert isinstance(caught.value.__cause__, OSError)
-                assert conn.statistics().inflight == 1  # kept for the next attempt
+                # publish_nowait cannot wait for the commit: its tracker and an event tell
+                tracker = conn.client.publish_tracked_nowait("t", b"neither", qos=2)
+                with pytest.raises(SessionStoreError):
+                    await tracker.wait()
+                dropped: list[PublishDropped] = []
+                while len(dropped) < 2:  # both are reported
+                    event = await conn.poll()
+                    if isinstance(event, PublishDropped):
+                        dropped.append(event)
+                assert [(e.reason, e.publish.payload) for e in dropped] == [
+                    ("store failed", b"must not leave unstored"),
+                    ("store failed", b"neither"),
+                ]
+                stats = conn.statistics()
+                assert (stats.inflight, stats.waiting_publishes) == (0, 0)  # not admitted
+                assert stats.connected  # a refused commit sends nothing, the link stays up
+                await conn.client.publish("t", b"qos 0 is not stored", qos=0)
                 await conn.client.disconnect(grace_period=0)
             nursery.cancel_scope.cancel()
-    assert not [p for p in received if isinstance(p, Publish)]
+    assert [p.payload for p in received if isinstance(p, Publish)] == [b"qos 0 is not stored"]
 
 
 class FlakyStore(SqliteSessionStore):
-    """Fails its first batch, then works; records what became durable."""
+    """Fails its first batch with a sent publish, then works; records what became durable."""
 
     def __init__(self, directory: Path) -> None:
         super().__init__(directory)
@@ -586,7 +660,8 @@ class FlakyStore(SqliteSessionStore):
         self.durable_ids: list[int] = []
 
     async def apply(self, changes: Sequence[SessionChange]) -> None:
-        if self.failures:
+        # the commit the writer makes before sending (the publish itself was queued fine)
+        if self.failures and any(c.kind == SENT for c in changes):
             self.failures -= 1
             raise sqlite3.OperationalError("disk I/O error")
         await super().apply(changes)

@@ -2,16 +2,17 @@
 
 The publisher is a child process (the script below) that publishes sequence numbers, QoS 2
 for even ones and QoS 1 for odd ones, through a real mosquitto that stays up. Its store prints
-``D <seq>`` once a publish is durable (committed, and so before it can reach the broker).
+``D <seq>`` once a publish is durable (committed to the outbox when admitted, or as a flow
+before it can reach the broker).
 The test kills it mid-stream, starts it again on the same store directory and client id, and a
 subscriber (persistent session, QoS 2) counts deliveries per sequence number: every message
 arrives, QoS 2 ones exactly once.
 
-Where the restarted publisher resumes: every publish is committed in order before it is sent,
-and one that was sent is either finished or still in the store. So the restarted process
-replays what the store holds and then publishes from one past the highest sequence number that
-was durable: the highest ``D`` line printed, or a publish found in the store (a commit can
-finish just before the kill, without its line).
+Where the restarted publisher resumes: every publish is committed in order when admitted, and
+one that was committed is queued, in flight or finished. So the restarted process sends what
+the store holds (queued and in flight) and then publishes from one past the highest sequence
+number that was durable: the highest ``D`` line printed, or a publish found in the store (a
+commit can finish just before the kill, without its line).
 """
 
 from __future__ import annotations
@@ -52,9 +53,8 @@ CLIENT = sys.argv[1]
 class ReportingStore(SqliteSessionStore):
     async def apply(self, changes):
         await super().apply(changes)
-        lines = [
-            f"D {int(c.publish.payload)}\\n" for c in changes if c.kind == ChangeKind.SENT
-        ]
+        durable = (ChangeKind.SENT, ChangeKind.QUEUED)
+        lines = [f"D {int(c.publish.payload)}\\n" for c in changes if c.kind in durable]
         if lines:
             sys.stdout.write("".join(lines))
             sys.stdout.flush()
@@ -66,7 +66,10 @@ async def main(port, directory, start, total, version, in_thread):
     for packet in restored.outgoing:
         if isinstance(packet, Publish):
             start = max(start, int(packet.payload) + 1)
-    print(f"START {start} {len(restored.outgoing)}", flush=True)
+    for queued in restored.queued:
+        start = max(start, int(queued.publish.payload) + 1)
+    kept = len(restored.outgoing) + len(restored.queued)
+    print(f"START {start} {kept}", flush=True)
     options = MqttOptions(
         CLIENT, "127.0.0.1", port, clean_start=False, session_store=store, inflight=50,
         protocol_version=version,
@@ -171,11 +174,12 @@ async def test_killed_publisher_resumes_without_loss_or_qos2_duplicates(
             assert "DONE" not in first.lines
             at_kill = SqliteSessionStore(directory).read(CLIENT)
             assert at_kill.outgoing, "killed with nothing in flight: the test proves nothing"
+            kept = len(at_kill.outgoing) + len(at_kill.queued)
 
             second = Child(script, broker.port, directory, first.durable + 1, (version, in_thread))
             await second.run()
             assert second.returncode == 0, second.explain()
-            assert second.lines[0].split()[2] == str(len(at_kill.outgoing))
+            assert second.lines[0].split()[2] == str(kept)
             assert second.lines[-1] == "DONE"
             assert SqliteSessionStore(directory).read(CLIENT).outgoing == ()
 

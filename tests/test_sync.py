@@ -12,7 +12,8 @@ import gc
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import pytest
 import trio
@@ -30,12 +31,14 @@ from trio_mqtt import (
     ProtocolVersion,
     Publish,
     QoS,
+    QueueFullError,
     Reconnecting,
     ReconnectPolicy,
     RequestsDone,
+    SqliteSessionStore,
     SubscriptionRefused,
 )
-from trio_mqtt.sansio import ConnAck, PacketType
+from trio_mqtt.sansio import ChangeKind, ConnAck, PacketType, SessionChange
 from trio_mqtt.sync import Client, Connection, connect
 from trio_mqtt.testing import MosquittoBroker
 
@@ -176,6 +179,47 @@ def test_errors_raise_in_the_calling_thread(mosquitto: MosquittoBroker) -> None:
         with pytest.raises(InvalidTopicError):
             client.subscribe("a/#/b")
         assert connection.connected
+
+
+class CountingStore(SqliteSessionStore):
+    """Counts the queued publishes each commit made durable."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.queued = 0
+
+    async def apply(self, changes: Sequence[SessionChange]) -> None:
+        await super().apply(changes)
+        self.queued += sum(1 for c in changes if c.kind == ChangeKind.QUEUED)
+
+
+def test_publish_returns_once_durable_and_the_queue_policy_raises_here(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    store = CountingStore(tmp_path)
+    options = options_for(
+        mosquitto,
+        "s-outbox",
+        clean_start=False,
+        session_store=store,
+        max_queued=3,
+        queue_full="reject",
+        reconnect=ReconnectPolicy(initial_delay=0.05, max_delay=0.2),
+    )
+    client, connection = connect(options)
+    with connection, client:
+        mosquitto.stop()
+        deadline = time.monotonic() + 10
+        while connection.statistics().connected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for seq in range(3):
+            client.publish("ob/t", b"%d" % seq, qos=QoS.EXACTLY_ONCE)
+            assert store.queued == seq + 1  # on disk when the call returned
+        with pytest.raises(QueueFullError):
+            client.publish("ob/t", b"3", qos=QoS.EXACTLY_ONCE)
+        assert connection.statistics().waiting_publishes == 3
+    kept = store.read("s-outbox").queued
+    assert [q.publish.payload for q in kept] == [b"0", b"1", b"2"]
 
 
 # ---------------------------------------------------------------------- threads

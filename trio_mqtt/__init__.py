@@ -11,6 +11,7 @@ from ._connection import (
     MqttConnection as MqttConnection,
     open_mqtt_connection as open_mqtt_connection,
 )
+from ._core._config import QueueFullPolicy as QueueFullPolicy
 from ._core._errors import (
     BeforeConnectError as BeforeConnectError,
     ConnectionClosed as ConnectionClosed,
@@ -26,8 +27,11 @@ from ._core._errors import (
     MqttError as MqttError,
     PacketTooLargeError as PacketTooLargeError,
     ProtocolError as ProtocolError,
+    PublishDiscarded as PublishDiscarded,
+    QueueFullError as QueueFullError,
     RemoteProtocolError as RemoteProtocolError,
     RequestsDone as RequestsDone,
+    SessionStoreError as SessionStoreError,
     TransportError as TransportError,
     UnknownPacketIdError as UnknownPacketIdError,
 )
@@ -123,9 +127,12 @@ __all__ = [
     "ProtocolVersion",
     "ProxyError",
     "Publish",
+    "PublishDiscarded",
     "PublishDropped",
     "PublishResult",
     "QoS",
+    "QueueFullError",
+    "QueueFullPolicy",
     "ReasonCode",
     "ReconnectPolicy",
     "Reconnecting",
@@ -134,6 +141,7 @@ __all__ = [
     "RetainHandling",
     "SessionLost",
     "SessionStore",
+    "SessionStoreError",
     "Socks5Proxy",
     "SqliteSessionStore",
     "StreamLayer",

@@ -9,10 +9,14 @@ place), so a bad request raises at its call site.
 
 Publishes then enter the state machine directly in the caller's task: the call is synchronous,
 so this is as safe as a task of the loop doing it, and it costs no channel hop. Admission is
-bounded: at most ``inflight`` publishes wait for the window, and at most ``MAX_UNFLUSHED`` for
-the writer. Past that, publishers park in FIFO order (a newcomer queues behind parked ones, so
-order is kept) until :meth:`room_changed` lets them in, or until the phase refuses them. A
-cancelled publisher was not admitted; an admitted one is not cancelled (Trio's channel rule).
+bounded: at most ``max_queued`` publishes wait to be sent (the state machine's
+``make_room`` applies the ``queue_full`` policy there: wait, refuse, or drop the oldest), and
+at most ``MAX_UNFLUSHED`` wait for the writer. Past that, publishers park in FIFO order (a
+newcomer queues behind parked ones, so order is kept) until :meth:`room_changed` lets them in,
+or until the phase refuses them. A cancelled publisher was not admitted; an admitted one is
+not cancelled (Trio's channel rule). With a durable session store, an admitted QoS 1/2
+publish then waits, shielded, for the commit that makes it durable
+(``StoreBinding.wait_committed``), and a failed commit raises here.
 
 Control requests (subscribe, acks, disconnect, ...) go through a memory channel to the loop's
 intake task, which always takes them, so an ack never waits behind a full publish window.
@@ -31,6 +35,7 @@ from ._core._packets import NO_PROPERTIES, Properties
 from ._core._state import ClientState
 from ._requests import PublishRequest
 from ._routing import EventRouter
+from ._store import StoreBinding
 from ._writer import Writer
 
 __all__ = ["Admission"]
@@ -46,7 +51,8 @@ class Admission:
 
     Args:
         state: the session state machine.
-        inflight: the most publishes that may wait for the outgoing window.
+        store: the session store's hooks (durable stores make publishers wait for the
+            commit), or None.
         router: resolves and fails trackers.
         writer: counts unwritten publishes and is woken for new output.
         collect: routes the state machine's new events (called after each admission).
@@ -58,13 +64,13 @@ class Admission:
     def __init__(
         self,
         state: ClientState,
-        inflight: int,
+        store: StoreBinding | None,
         router: EventRouter,
         writer: Writer,
         collect: Callable[[], None],
     ) -> None:
         self._state = state
-        self._inflight = inflight
+        self._store = store
         self._router = router
         self._writer = writer
         self._collect = collect
@@ -74,6 +80,8 @@ class Admission:
         self._end: MqttError | None = None
         self._parked = trio.lowlevel.ParkingLot()
         self._last_warning = -math.inf
+        self._last_drop_warning = -math.inf
+        self._drops_reported = 0
 
     # ------------------------------------------------------------------ the phase
     def set_failed(self, error: MqttError | None) -> None:
@@ -133,19 +141,35 @@ class Admission:
 
     # ------------------------------------------------------------------ publishes
     def _has_room(self) -> bool:
-        return self._state.waiting_count < self._inflight and self._writer.has_room
+        return not self._state.queue_full() and self._writer.has_room
+
+    def _make_room(self) -> bool:
+        """True when a publish may be admitted now (the queue policy may drop the oldest)."""
+        if not self._writer.has_room:
+            return False
+        state = self._state
+        if not state.queue_full():
+            return True
+        try:
+            return state.make_room(trio.current_time())
+        finally:
+            self._collect()  # what make_room dropped is reported
+            self._note_drops()
 
     async def submit(self, request: PublishRequest) -> None:
-        """Admit a publish, waiting (cancellably, in FIFO order) while admission is full."""
+        """Admit a publish, waiting (cancellably, in FIFO order) while admission is full.
+
+        With a durable store, a QoS 1/2 publish then waits for its commit.
+        """
         await trio.lowlevel.checkpoint_if_cancelled()
         self.check_publish(request)
-        if (
-            not self._parked
-            and self._state.waiting_count < self._inflight
-            and self._writer.has_room
-        ):
-            self._admit(request)
-            await trio.lowlevel.cancel_shielded_checkpoint()
+        if not self._parked and self._make_room():
+            ticket = self._admit(request)
+            if ticket:
+                assert self._store is not None
+                await self._store.wait_committed(ticket)
+            else:
+                await trio.lowlevel.cancel_shielded_checkpoint()
             return
         parked_at = trio.current_time()
         while True:
@@ -154,23 +178,48 @@ class Admission:
             await self._parked.park()
             try:
                 self.check_publish(request)
+                admit = self._make_room()
             except BaseException:
                 self.room_changed()  # the next in line may still be admitted
                 raise
-            if self._has_room():
-                self._admit(request)
+            if admit:
+                ticket = self._admit(request)
                 self.room_changed()  # room may remain for the next in line
                 self._note_wait(trio.current_time() - parked_at)
+                if ticket:
+                    assert self._store is not None
+                    await self._store.wait_committed(ticket)
                 return
 
     def submit_nowait(self, request: PublishRequest) -> None:
-        """Admit a publish now or raise :class:`trio.WouldBlock`."""
+        """Admit a publish now or raise :class:`trio.WouldBlock`.
+
+        It does not wait for a durable store's commit (the commit follows at once; a publish
+        whose commit fails is reported as :class:`~trio_mqtt.PublishDropped`).
+        """
         self.check_publish(request)
-        if self._parked or self._state.waiting_count >= self._inflight or not self._writer.has_room:
+        if self._parked or not self._make_room():
             raise trio.WouldBlock
         self._admit(request)
 
-    def _admit(self, request: PublishRequest) -> None:
+    def _note_drops(self) -> None:
+        """Log publishes the ``drop_oldest`` policy dropped (at most every 10 s)."""
+        dropped = self._state.statistics.publishes_dropped_oldest
+        if dropped == self._drops_reported:
+            return
+        now = trio.current_time()
+        if now - self._last_drop_warning >= FULL_WINDOW_WARNING * 10:
+            self._last_drop_warning = now
+            logger.warning(
+                "the queue of unsent publishes is full (max_queued): dropped %d of the oldest "
+                "so far to admit newer ones (queue_full='drop_oldest')",
+                dropped,
+            )
+            self._drops_reported = dropped
+
+    def _admit(self, request: PublishRequest) -> int:
+        """Hand a publish to the state machine; return the commit ticket to wait for (0:
+        none)."""
         tracker = request.tracker
         if tracker is not None:
             self._router.track(tracker)
@@ -191,6 +240,8 @@ class Admission:
             raise
         self._collect()
         self._writer.admitted()
+        store = self._store
+        return 0 if store is None else store.ticket(request.qos)
 
     def _note_wait(self, waited: float) -> None:
         if waited < FULL_WINDOW_WARNING:

@@ -123,13 +123,17 @@ class EventLoop:
         store = options.session_store
         #: the session store's hooks (None without a store: nothing on the hot path)
         self._store = (
-            None if store is None else StoreBinding(store, options.client_id, options.clean_start)
+            None
+            if store is None
+            else StoreBinding(
+                store, options.client_id, options.clean_start, on_change=self._store_changed
+            )
         )
         self._router = EventRouter(event_capacity, drop_unread=drop_unread)
         self._writer = Writer(state, self._router.deliver, self._store, self._room_changed)
         self._admission = Admission(
             state,
-            options.inflight,
+            self._store,
             self._router,
             self._writer,
             self._collect,
@@ -244,6 +248,8 @@ class EventLoop:
             bytes_received=self._bytes_received,
             held_acks=state.held_ack_count,
             throttled_time=state.throttled_time,
+            publishes_expired=counters.publishes_expired,
+            publishes_dropped_oldest=counters.publishes_dropped_oldest,
         )
 
     async def close(self, grace_period: float) -> None:
@@ -276,10 +282,12 @@ class EventLoop:
         unsent = state.waiting_count
         unacked = state.inflight_count
         if unsent:
+            kept = "QoS 1/2 ones are kept by the session store" if self._store else "lost"
             logger.warning(
                 "the session ended with %d admitted publishes never sent (the window or the "
-                "connection had no room for them)",
+                "connection had no room for them; %s)",
                 unsent,
+                kept,
             )
         if unacked:
             kept = "kept by the session store" if self._store is not None else "lost"
@@ -330,6 +338,8 @@ class EventLoop:
             self._throttle_wakeup.set()  # a publish may have been held by the rate limit
         events = self._state.take_events()
         if not events:
+            if self._store is not None:
+                self._store.record(events)  # a publish may have been queued without an event
             return
         if packet_logger.isEnabledFor(logging.DEBUG):
             log_packets(events)
@@ -337,6 +347,12 @@ class EventLoop:
             # the store holds events back while an incoming QoS 2 id is not yet durable
             events = self._store.record(events)
         self._router.deliver(events)
+
+    def _store_changed(self) -> None:
+        """A commit let queued publishes out (or refused them): collect and send."""
+        self._collect()
+        self._writer.wake()
+        self._room_changed()
 
     def _room_changed(self) -> None:
         self._window_wakeup.set()
@@ -447,12 +463,25 @@ class EventLoop:
         if store is None:
             await self._run_session(task_status)
             return
+        committer: trio.CancelScope | None = None
         try:
             await store.start(self._state)
+            assert self._nursery is not None
+            # queued publishes are committed even while no connection is up
+            committer = await self._nursery.start(self._commit_queued, store)
             await self._run_session(task_status)
         finally:
+            if committer is not None:
+                committer.cancel()
             with trio.CancelScope(shield=True):
                 await store.finish()
+
+    async def _commit_queued(
+        self, store: StoreBinding, task_status: trio.TaskStatus[trio.CancelScope]
+    ) -> None:
+        with trio.CancelScope() as scope:
+            task_status.started(scope)
+            await store.commit_forever(self._router.deliver)
 
     async def _run_session(
         self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

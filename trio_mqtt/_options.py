@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeAlias
 
-from ._core._config import Authenticator, SessionConfig
+from ._core._config import Authenticator, QueueFullPolicy, SessionConfig
 from ._core._errors import InvalidOptionError, InvalidTopicError
 from ._core._packets import Properties, ProtocolVersion, Will
 from ._core._throttle import Throttle
@@ -96,7 +96,7 @@ _INTEGERS = (
     "max_outgoing_packet_size",
     "topic_alias_maximum",
 )
-_OPTIONAL_INTEGERS = ("session_expiry_interval", "receive_maximum")
+_OPTIONAL_INTEGERS = ("session_expiry_interval", "receive_maximum", "max_queued")
 _FLAGS = (
     "clean_start",
     "manual_acks",
@@ -176,7 +176,7 @@ class MqttOptions:
         inflight: outgoing window: QoS 1/2 publishes awaiting acknowledgement at once.
         request_capacity: control requests (subscribe, unsubscribe, acks, disconnect) that
             may queue in the client channel before callers block. Publishes do not use the
-            channel: they wait for the outgoing window (at most ``inflight`` wait for it).
+            channel: they wait for the outgoing window (at most ``max_queued`` wait for it).
         max_incoming_packet_size: largest packet accepted from the broker (bytes); larger ones
             end the connection with a protocol error. Default 1 MiB (advertised to an MQTT 5
             broker as our Maximum Packet Size).
@@ -221,6 +221,13 @@ class MqttOptions:
             another host too (default: they are dropped; ``before_connect`` may add its own).
         throttle: a :class:`Throttle` limiting outgoing publishes (messages and bytes per
             second, with a burst); ``None`` (default): no limit. See :doc:`/backpressure`.
+        max_queued: publishes (any QoS) that may be admitted and wait to be sent (window full,
+            not connected); ``None`` (default) means ``inflight``. With a durable session
+            store the waiting QoS 1/2 ones are kept in it. See :doc:`/durable`.
+        queue_full: what a publish gets when ``max_queued`` already wait: ``"block"``
+            (default: wait, cancellably, like a full window), ``"reject"``
+            (:class:`QueueFullError` at the call) or ``"drop_oldest"`` (the oldest waiting
+            publish is dropped, counted and logged); a :class:`QueueFullPolicy` or its value.
     """
 
     client_id: str
@@ -257,9 +264,20 @@ class MqttOptions:
     follow_redirects: bool = False
     redirect_credentials: bool = False
     throttle: Throttle | None = None
+    max_queued: int | None = None
+    queue_full: QueueFullPolicy | str = QueueFullPolicy.BLOCK
 
     def __post_init__(self) -> None:
         _check_types(self)
+        try:
+            object.__setattr__(self, "queue_full", QueueFullPolicy(self.queue_full))
+        except ValueError:
+            choices = ", ".join(repr(policy.value) for policy in QueueFullPolicy)
+            raise InvalidOptionError(
+                f"queue_full must be one of {choices}, got {self.queue_full!r}"
+            ) from None
+        if self.max_queued is not None:
+            _check_range("max_queued", self.max_queued, 1, 10**9)
         if self.throttle is not None and not isinstance(self.throttle, Throttle):
             raise InvalidOptionError("throttle must be a Throttle or None")
         if self.before_connect is not None and not callable(self.before_connect):
@@ -448,4 +466,6 @@ class MqttOptions:
             restore_subscriptions=self.restore_subscriptions,
             authenticator=self.authenticator,
             throttle=self.throttle,
+            max_queued=self.max_queued or self.inflight,
+            queue_full=QueueFullPolicy(self.queue_full),
         )

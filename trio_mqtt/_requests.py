@@ -13,6 +13,13 @@ from typing import Generic, TypeVar
 
 import trio
 
+from ._core._errors import ConnectionLost, MqttError, PublishDiscarded, SessionStoreError
+from ._core._events import (
+    DROPPED_EXPIRED,
+    DROPPED_QUEUE_FULL,
+    DROPPED_STORE_FAILED,
+    PublishDropped,
+)
 from ._core._packets import NO_PROPERTIES, Properties, QoS, Subscription
 from ._core._reason_codes import ReasonCode
 
@@ -28,6 +35,7 @@ __all__ = [
     "Tracker",
     "UnsubscribeRequest",
     "UnsubscribeResult",
+    "dropped_error",
     "fail_tracker",
     "resolve_tracker",
 ]
@@ -81,6 +89,21 @@ def fail_tracker(tracker: Tracker[object], error: BaseException) -> None:
     if not tracker._event.is_set():
         tracker._error = error
         tracker._event.set()
+
+
+_DROPPED = {
+    DROPPED_EXPIRED: (PublishDiscarded, "its message expiry interval passed before it was sent"),
+    DROPPED_QUEUE_FULL: (PublishDiscarded, "dropped unsent to admit newer ones (drop_oldest)"),
+    DROPPED_STORE_FAILED: (SessionStoreError, "the session store could not commit it"),
+}
+
+
+def dropped_error(event: PublishDropped) -> MqttError:
+    """The error the tracker of a dropped publish fails with (one per drop reason)."""
+    error_type, message = _DROPPED.get(
+        event.reason, (ConnectionLost, "the broker lost the session; the message was dropped")
+    )
+    return error_type(message)
 
 
 @dataclass(frozen=True, slots=True)

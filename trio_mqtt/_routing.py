@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ._core._errors import ConnectionClosed, ConnectionLost, MqttError
+from ._core._errors import ConnectionClosed, MqttError
 from ._core._events import (
     Event,
     Incoming,
@@ -39,6 +39,7 @@ from ._requests import (
     SubscribeResult,
     Tracker,
     UnsubscribeResult,
+    dropped_error,
     fail_tracker,
     resolve_tracker,
 )
@@ -152,10 +153,7 @@ class EventRouter:
                     logger.info("the broker had lost the session: %s", event)
                 dropped_tag = getattr(event, "tag", None)
                 if isinstance(dropped_tag, Tracker):
-                    self.fail(
-                        dropped_tag,
-                        ConnectionLost("the broker lost the session; the message was dropped"),
-                    )
+                    self.fail(dropped_tag, dropped_error(event))  # type: ignore[arg-type]
                 buffer.put(event)
 
     def _resolve(self, tag: object, result: object) -> None:

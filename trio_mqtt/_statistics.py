@@ -36,6 +36,10 @@ class ConnectionStatistics:
             before them are acked (MQTT-4.6.0-2; see :doc:`/events`).
         throttled_time: seconds publishes waited for the ``throttle`` rate limit so far (see
             :doc:`/backpressure`).
+        publishes_expired: waiting publishes dropped, not sent, because their MQTT 5 message
+            expiry interval passed (see :doc:`/durable`).
+        publishes_dropped_oldest: waiting publishes dropped by ``queue_full="drop_oldest"`` to
+            admit newer ones (see :doc:`/durable`).
     """
 
     connected: bool
@@ -59,6 +63,8 @@ class ConnectionStatistics:
     bytes_received: int
     held_acks: int = 0
     throttled_time: float = 0.0
+    publishes_expired: int = 0
+    publishes_dropped_oldest: int = 0
 
     @property
     def reconnects(self) -> int:

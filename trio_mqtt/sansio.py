@@ -58,6 +58,7 @@ from ._core._properties import (
     PropertyInfo as PropertyInfo,
     WireType as WireType,
 )
+from ._core._session import QueuedPublish as QueuedPublish
 from ._core._state import (
     ClientState as ClientState,
     ConnectionState as ConnectionState,
@@ -108,6 +109,7 @@ __all__ = [
     "PublishDone",
     "PublishDropped",
     "QoS",
+    "QueuedPublish",
     "ReauthDone",
     "RetainHandling",
     "SessionChange",

@@ -6,13 +6,14 @@ the state machine trusts it.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Protocol
 
 from ._packets import NO_PROPERTIES, Properties, ProtocolVersion, Will
 from ._throttle import Throttle
 
-__all__ = ["Authenticator", "SessionConfig"]
+__all__ = ["Authenticator", "QueueFullPolicy", "SessionConfig"]
 
 
 class Authenticator(Protocol):
@@ -37,6 +38,17 @@ class Authenticator(Protocol):
     def complete(self, data: bytes | None) -> None:
         """The broker accepted the exchange; ``data`` is its final authentication data."""
         ...
+
+
+class QueueFullPolicy(str, enum.Enum):
+    """What a publish gets when ``max_queued`` publishes already wait to be sent."""
+
+    #: wait (cancellably, in FIFO order) until one is sent, as for a full window
+    BLOCK = "block"
+    #: raise :class:`~trio_mqtt.QueueFullError` at the call; nothing is admitted
+    REJECT = "reject"
+    #: give up the oldest waiting publish (counted, reported and logged) and admit the new one
+    DROP_OLDEST = "drop_oldest"
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -67,6 +79,9 @@ class SessionConfig:
             filter this session subscribed to.
         authenticator: v5 enhanced authentication, or None.
         throttle: a rate limit for outgoing publishes (replays included), or None.
+        max_queued: publishes (any QoS) that may wait to be sent: window full, not
+            connected, or not yet committed to a durable store.
+        queue_full: what a publish gets when ``max_queued`` already wait.
     """
 
     client_id: str
@@ -89,6 +104,8 @@ class SessionConfig:
     restore_subscriptions: bool = True
     authenticator: Authenticator | None = None
     throttle: Throttle | None = None
+    max_queued: int = 100
+    queue_full: QueueFullPolicy = QueueFullPolicy.BLOCK
 
     def __repr__(self) -> str:
         return (

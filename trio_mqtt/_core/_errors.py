@@ -26,8 +26,11 @@ __all__ = [
     "MqttError",
     "PacketTooLargeError",
     "ProtocolError",
+    "PublishDiscarded",
+    "QueueFullError",
     "RemoteProtocolError",
     "RequestsDone",
+    "SessionStoreError",
     "TransportError",
     "UnknownPacketIdError",
 ]
@@ -223,3 +226,22 @@ class ConnectionClosed(MqttError):
 
 class RequestsDone(MqttError):
     """Every client handle was closed, so the connection finished after a local close."""
+
+
+class QueueFullError(MqttError):
+    """A publish was refused because the queue of unsent publishes is full (``queue_full``
+    policy ``"reject"``); nothing was admitted."""
+
+
+class PublishDiscarded(MqttError):
+    """An admitted publish was given up before it was sent: its MQTT 5 message expiry passed
+    while it waited, or the ``"drop_oldest"`` policy made room for a newer one."""
+
+
+class SessionStoreError(MqttError):
+    """The session store failed (its exception is the ``__cause__``).
+
+    Raised from ``publish()`` when the publish could not be committed to a durable store: it
+    was not admitted, and nothing of it was sent. Also ends the network connection when a
+    commit before sending fails.
+    """

@@ -83,12 +83,29 @@ class PublishDone:
     properties: Properties = NO_PROPERTIES
 
 
+#: :attr:`PublishDropped.reason` values.
+DROPPED_SESSION_LOST = "session lost"
+DROPPED_EXPIRED = "expired"
+DROPPED_QUEUE_FULL = "queue full"
+DROPPED_STORE_FAILED = "store failed"
+
+
 @dataclass(frozen=True, slots=True)
 class PublishDropped:
-    """A QoS 1/2 publish was given up after the broker lost the session (drop policy)."""
+    """A publish was given up before the broker had it, for ``reason``:
+
+    * ``"session lost"``: a QoS 1/2 publish in flight when the broker lost the session
+      (``resend_on_session_loss=False``);
+    * ``"expired"``: its MQTT 5 message expiry interval passed while it waited to be sent;
+    * ``"queue full"``: the oldest waiting publish, dropped by the ``"drop_oldest"`` policy
+      to admit a new one;
+    * ``"store failed"``: a QoS 1/2 publish whose commit to the durable session store failed
+      (it was never sent).
+    """
 
     tag: object
     publish: Publish
+    reason: str = DROPPED_SESSION_LOST
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from typing import NoReturn
 from ._codec import encode, encoded_size
 from ._codec_v4 import new_publish
 from ._errors import LocalProtocolError, PacketTooLargeError
-from ._events import PublishDone, StrayAck, SubscribeDone, UnsubscribeDone
+from ._events import DROPPED_EXPIRED, PublishDone, StrayAck, SubscribeDone, UnsubscribeDone
 from ._packets import (
     NO_PROPERTIES,
     Packet,
@@ -47,6 +47,7 @@ from ._packets import (
     UnsubAck,
     Unsubscribe,
 )
+from ._queue import _QueueMixin
 from ._reason_codes import ReasonCode
 from ._session import (
     AWAIT_PUBACK,
@@ -57,14 +58,13 @@ from ._session import (
     QOS_BY_VALUE,
     ConnectionState,
     Flow,
-    _SessionBase,
 )
 from ._topics import parse_shared, validate_filter, validate_topic
 
 _TOPIC_CACHE_SIZE = 1024
 
 
-class _OutgoingMixin(_SessionBase):
+class _OutgoingMixin(_QueueMixin):
     """Requests from the application and the broker's answers to them."""
 
     def check_publish(
@@ -185,7 +185,7 @@ class _OutgoingMixin(_SessionBase):
         if (
             self.state is ConnectionState.CONNECTED
             and not self._waiting
-            and (not level or self._inflight < self.window)
+            and (not level or (self._inflight < self.window and not self._queue_durable))
         ):
             pid = self._allocate_id() if level else 0
             if pid or not level:
@@ -199,7 +199,7 @@ class _OutgoingMixin(_SessionBase):
         # A waiting QoS 1/2 publish is encoded now with the placeholder id 1 (giving its exact
         # size); the real id is patched in when it enters the window.
         packet = new_publish(topic, payload, level, retain, False, 1 if level else 0, properties)
-        self._waiting.append((packet, tag, encode(packet, self._version)))
+        self._enqueue(packet, tag, encode(packet, self._version))
 
     def _check_publish_properties(self, topic: str, props: Properties) -> str:
         """Check the v5 properties of a publish; return its full topic (an alias resolved)."""
@@ -350,16 +350,28 @@ class _OutgoingMixin(_SessionBase):
                 deferred.popleft()
         waiting = self._waiting
         while waiting and self.state is ConnectionState.CONNECTED:
-            packet, tag, data = waiting[0]
+            packet, tag, data, number, queued_at = waiting[0]
+            if number > self._queue_released:
+                return  # not committed to the durable store yet
             qos = packet.qos
             if qos and self._inflight >= self.window:
                 return
+            props = packet.properties
+            if props is not NO_PROPERTIES and props.message_expiry_interval is not None:
+                aged = self._aged(packet, data, queued_at)
+                if aged is None:
+                    waiting.popleft()
+                    self.statistics.publishes_expired += 1
+                    self._unqueued(packet, tag, number, DROPPED_EXPIRED)
+                    continue
+                packet, data = aged
             code = self._send_time_problem(packet, data) if self._limits_learned else 0
             limiter = self._limiter
             if not code and limiter is not None and not limiter.take(len(data), self._now):
                 return
             if code:
                 waiting.popleft()
+                self._unqueued(packet, tag, number, None)
                 self.statistics.publishes_discarded += 1
                 if tag is not None:
                     self._events.append(PublishDone(tag, 0, code))
@@ -380,7 +392,16 @@ class _OutgoingMixin(_SessionBase):
                 else:
                     data = encode(packet, self._version)
             waiting.popleft()
+            if number:
+                self._unqueued(packet, tag, number, None)
             self._commit_publish(packet, tag, data)
+
+    def release_queued(self, number: int, now: float) -> None:
+        """The durable store has every queued publish up to ``number``: let them out."""
+        self._now = now
+        if number > self._queue_released:
+            self._queue_released = number
+            self._drain()
 
     def _send_time_problem(self, packet: Publish, data: bytes) -> int:
         """Reason code for a waiting publish a limit announced since its admission forbids."""

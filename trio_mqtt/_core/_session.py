@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from collections import deque
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 from ._codec import PacketDecoder, encode
 from ._config import SessionConfig
@@ -33,7 +33,7 @@ from ._packets import (
 from ._reason_codes import ReasonCode
 from ._throttle import RateLimiter
 
-__all__ = ["ConnectionState", "SessionSnapshot", "SessionStatistics"]
+__all__ = ["ConnectionState", "QueuedPublish", "SessionSnapshot", "SessionStatistics"]
 
 #: Largest packet MQTT can express (fixed header included); "no limit" in MQTT 5 negotiation.
 MQTT_MAX_PACKET = 268_435_460
@@ -82,6 +82,10 @@ class SessionStatistics:
         sessions_lost: reconnects where the broker had lost our session state.
         stray_acks: PUBACK, PUBREC and PUBCOMP packets for packet ids that no flow held;
             ignored (a PUBREC is answered with PUBREL).
+        publishes_expired: waiting publishes dropped because their MQTT 5 message expiry
+            interval passed before they could be sent.
+        publishes_dropped_oldest: waiting publishes dropped by the ``"drop_oldest"`` queue
+            policy to admit newer ones.
     """
 
     packets_sent: int = 0
@@ -96,6 +100,24 @@ class SessionStatistics:
     publishes_discarded: int = 0
     sessions_lost: int = 0
     stray_acks: int = 0
+    publishes_expired: int = 0
+    publishes_dropped_oldest: int = 0
+
+
+class QueuedPublish(NamedTuple):
+    """A QoS 1/2 publish that was admitted and not yet sent, as a session snapshot keeps it.
+
+    Attributes:
+        number: its place in the queue (increasing in admission order; a durable store keys
+            its row by it). 0 when the session does not number its queue.
+        publish: the message (its packet id is a placeholder: it gets one when sent).
+        waited: seconds it had waited when the snapshot was taken (MQTT 5 message expiry
+            counts from admission).
+    """
+
+    number: int
+    publish: Publish
+    waited: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,10 +130,13 @@ class SessionSnapshot:
             ``PubRel`` awaits PUBCOMP.
         incoming: packet ids of incoming QoS 2 messages we answered with PUBREC and whose
             PUBREL has not arrived yet (delivering them again would duplicate them).
+        queued: QoS 1/2 publishes admitted but not yet sent, in queue order (QoS 0 ones are
+            not kept).
     """
 
     outgoing: tuple[Publish | PubRel, ...] = ()
     incoming: tuple[int, ...] = ()
+    queued: tuple[QueuedPublish, ...] = ()
 
 
 class Flow:
@@ -149,8 +174,16 @@ class _SessionBase:
         # Outgoing session state.
         self._flows: dict[int, Flow] = {}
         self._inflight = 0
-        # (publish with placeholder id, tag, its encoding) for each admitted, unsent publish
-        self._waiting: deque[tuple[Publish, object, bytes]] = deque()
+        # (publish with placeholder id, tag, its encoding, queue number, admission time) for
+        # each admitted, unsent publish (see _queue.py)
+        self._waiting: deque[tuple[Publish, object, bytes, int, float]] = deque()
+        # Durable queue (see _queue.py): numbering on, next number at each end, highest
+        # number allowed out, and the changes not yet taken by the store.
+        self._queue_durable = False
+        self._queue_next = 1
+        self._queue_front = 0
+        self._queue_released = 0
+        self._queue_log: list[tuple[int, int, Publish | None, float]] = []
         # bytes after the packet id of a PUBLISH without properties, payload excluded
         self._id_tail = 2 + (1 if self._v5 else 0)
         self._last_id = 0
@@ -227,6 +260,7 @@ class _SessionBase:
             self.state is ConnectionState.CONNECTED
             and not self._waiting
             and self._inflight < self.window
+            and not self._queue_durable
         )
 
     def is_idle(self) -> bool:

@@ -125,13 +125,15 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
         config: the session settings.
     """
 
-    def export_session(self) -> SessionSnapshot:
+    def export_session(self, now: float | None = None) -> SessionSnapshot:
         """The session state a restarted process needs to resume without loss or duplicates.
 
-        Unfinished outgoing QoS 1/2 flows in send order, and incoming QoS 2 packet ids
-        awaiting PUBREL. Publishes still waiting for a window slot, pending
-        SUBSCRIBE/UNSUBSCRIBE requests and incoming messages not yet acked by the application
-        (manual acks; the broker sends those again) are not part of it.
+        Unfinished outgoing QoS 1/2 flows in send order, incoming QoS 2 packet ids awaiting
+        PUBREL, and QoS 1/2 publishes admitted but not sent yet, in queue order (with the
+        time they waited until ``now``; the last time given to any call by default). Waiting
+        QoS 0 publishes, pending SUBSCRIBE/UNSUBSCRIBE requests and incoming messages not yet
+        acked by the application (manual acks; the broker sends those again) are not part of
+        it.
         """
         outgoing: list[Publish | PubRel] = []
         for pid, flow in self._flows.items():
@@ -142,19 +144,22 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
                 assert isinstance(flow.packet, Publish)
                 outgoing.append(flow.packet)
         incoming = tuple(pid for pid, held in self._incoming.items() if held == IN_QOS2_RECEIVED)
-        return SessionSnapshot(tuple(outgoing), incoming)
+        queued = self._export_queue(self._now if now is None else now)
+        return SessionSnapshot(tuple(outgoing), incoming, queued)
 
-    def restore_session(self, snapshot: SessionSnapshot) -> None:
+    def restore_session(self, snapshot: SessionSnapshot, *, now: float | None = None) -> None:
         """Load a session saved by :meth:`export_session` (before the first :meth:`connect`).
 
         The restored flows behave as if this object had sent them: a CONNACK with session
         present replays them (PUBLISH with DUP=1, PUBREL) with their packet ids; without it
         the session-loss rules apply. Restored flows carry no tag, so they report no
-        :class:`PublishDone`.
+        :class:`PublishDone`. Restored queued publishes wait as if admitted ``waited`` seconds
+        before ``now`` (needed when there are any), already released to be sent.
 
         Raises:
             LocalProtocolError: the session already holds state or has connected, or the
-                snapshot is inconsistent (QoS 0 publish, packet id 0 or used twice).
+                snapshot is inconsistent (QoS 0 publish, packet id 0 or used twice, queue
+                number used twice), or queued publishes come without ``now``.
         """
         if self.state is not ConnectionState.DISCONNECTED or self._decoder is not None:
             raise LocalProtocolError("a session can only be restored before the first connect")
@@ -174,6 +179,7 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
                 flows[pid] = Flow(kind, replace(packet, qos=QoS(packet.qos)), None)
             else:
                 raise LocalProtocolError("snapshot: a QoS 0 publish has no session state")
+        self._restore_queue(snapshot.queued, now)
         self._flows = flows
         self._inflight = len(flows)
         if flows:
@@ -466,7 +472,7 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
                     self._events.append(PublishDone(flow.tag, packet.packet_id))
             else:
                 requests.append(flow)
-        self._waiting.extendleft(reversed(requeue))
+        self._requeue_front(requeue)
         # Unanswered SUBSCRIBE/UNSUBSCRIBE keep their ids; register them before restoring
         # subscriptions so that the new SUBSCRIBE packets cannot take the same ids.
         for flow in requests:

@@ -12,6 +12,9 @@ A *session store* keeps a copy somewhere else, keyed by client id, so that a lat
   of :class:`SessionChange` records handed to ``apply()``; the event loop awaits ``apply()``
   before it writes the bytes those changes describe, so whatever reached the broker is on disk
   first;
+* with a durable store, a QoS 1/2 publish is first *queued* in the store (QUEUED), committed
+  before ``publish()`` returns, and moved to the flows (UNQUEUED and SENT, one batch) just
+  before it is written;
 * ``save(snapshot)`` replaces everything (a clean start saves the empty snapshot, a closing
   connection its final state); ``close()`` releases the client id.
 
@@ -49,8 +52,15 @@ class ChangeKind:
     HOLD_INCOMING = 4
     #: We sent PUBCOMP for an incoming QoS 2 message, so its id is forgotten.
     RELEASE_INCOMING = 5
-    #: The broker lost the session, so everything stored is void.
+    #: The broker lost the session, so every flow and incoming id stored is void (queued
+    #: publishes are ours, not the broker's: they stay).
     CLEARED = 6
+    #: A QoS 1/2 publish was admitted and waits to be sent (``publish`` set, ``packet_id``
+    #: its queue number, ``time`` when it was admitted).
+    QUEUED = 7
+    #: The publish queued under number ``packet_id`` left the queue (sent: a SENT change
+    #: follows in the same batch; or dropped).
+    UNQUEUED = 8
 
 
 #: Stored stages of an outgoing flow.
@@ -68,12 +78,15 @@ class SessionChange(NamedTuple):
         publish: the full PUBLISH for ``SENT``; None otherwise.
         stage: for ``DONE``, the stage the flow must be at for the change to apply (a broker
             acknowledging the wrong kind of flow must not erase it).
+        time: for ``QUEUED``, when the publish was admitted, in seconds since the epoch (its
+            MQTT 5 message expiry counts from then, across restarts too).
     """
 
     kind: int
     packet_id: int
     publish: Publish | None = None
     stage: int = 0
+    time: float = 0.0
 
 
 @runtime_checkable
@@ -151,7 +164,7 @@ class MemorySessionStore:
         """Keep ``snapshot`` as the session of the open client id."""
         if self._current is None:
             raise InvalidOptionError("save() needs an open session")
-        if snapshot.outgoing or snapshot.incoming:
+        if snapshot.outgoing or snapshot.incoming or snapshot.queued:
             self._sessions[self._current] = snapshot
         else:
             self._sessions.pop(self._current, None)

@@ -35,36 +35,59 @@ already counts them as delivered, and their ids reach the disk with the next flu
 Acknowledgements that need no answer (PUBACK, PUBCOMP) are committed with the next batch or
 the final save; a crash before that re-sends the message (QoS 1, allowed) or a PUBREL the
 broker answers harmlessly (QoS 2).
+
+The outbox. With a durable store the core numbers its queue of unsent publishes and holds new
+QoS 1/2 ones until they are committed (``_core/_queue.py``); :meth:`record` turns its queue
+log into QUEUED and UNQUEUED changes. A publisher waits in :meth:`wait_committed` for the
+flush that takes its QUEUED change (group commit: one transaction for every publish recorded
+meanwhile). Flushes come from the writer before it sends and from :meth:`commit_forever`, a
+task of the session that commits queued publishes even while no connection is up; one flush
+runs at a time, in order. After a commit the core releases the queued publishes it covered
+(the hook ``on_change`` lets the event loop collect what that sent); after a failed one it
+takes them out again and reports them dropped, so a publish is either durable or refused.
 """
 
 from __future__ import annotations
 
+import logging
+import sys
+import time
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from .._core._errors import MqttError
+import trio
+
+from .._core._errors import MqttError, SessionStoreError
 from .._core._events import Event, Incoming, Outgoing, SessionLost
 from .._core._packets import NO_PROPERTIES, PubAck, PubComp, Publish, PubRec, PubRel
+from .._core._queue import QUEUED
 from .._core._session import SessionSnapshot
 from .._core._state import ClientState
 from ._base import STAGE_PUBREL, STAGE_QOS1, STAGE_QOS2, ChangeKind, SessionChange, SessionStore
 
 __all__ = ["StoreBinding"]
 
+logger = logging.getLogger("trio_mqtt")
+
 _SENT = ChangeKind.SENT
 _DONE = ChangeKind.DONE
+_QUEUED = ChangeKind.QUEUED
+_UNQUEUED = ChangeKind.UNQUEUED
+#: failed flush generations remembered for the publishers that wait on them
+_FAILURES_KEPT = 64
 T = TypeVar("T")
 
 
 async def _guarded(call: Awaitable[T]) -> T:
-    """Await a store call; a failure of the store (not ours) becomes an :class:`MqttError`."""
+    """Await a store call; a failure of the store (not ours) becomes a
+    :class:`SessionStoreError`."""
     try:
         return await call
     except MqttError:
         raise
     except Exception as exc:
-        raise MqttError(f"the session store failed: {exc!r}") from exc
+        raise SessionStoreError(f"the session store failed: {exc!r}") from exc
 
 
 class StoreBinding:
@@ -75,32 +98,52 @@ class StoreBinding:
         client_id: the key of the session.
         clean_start: when True the stored session is discarded instead of restored (the broker
             discards its side too).
+        on_change: called after a flush changed the core (released or aborted queued
+            publishes), so that the event loop collects its events and wakes the writer.
     """
 
-    def __init__(self, store: SessionStore, client_id: str, clean_start: bool) -> None:
+    def __init__(
+        self,
+        store: SessionStore,
+        client_id: str,
+        clean_start: bool,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
         self.store = store
         self.client_id = client_id
         self.clean_start = clean_start
-        #: True when changes are waiting for :meth:`flush`.
-        self.pending = False
+        self._on_change = on_change
         self._durable = bool(store.durable)
         self._changes: list[SessionChange] = []
         # (flush that must have committed, events), held back in order until the incoming
         # QoS 2 ids they carry are durable; 0 = nothing of their own to wait for
         self._held: deque[tuple[int, list[Event]]] = deque()
         self._flushes_started = 0
+        self._flushes_done = 0
+        self._flushing = False
+        self._flush_idle = trio.lowlevel.ParkingLot()  # flushes waiting for the running one
+        self._committed = trio.lowlevel.ParkingLot()  # publishers in wait_committed
+        self._failures: dict[int, SessionStoreError] = {}
+        self._commit_wanted = trio.Event()
         self._state: ClientState | None = None
         self._opened = False
+
+    @property
+    def pending(self) -> bool:
+        """True when changes wait for :meth:`flush`, or a flush is running."""
+        return bool(self._changes) or self._flushing
 
     async def start(self, state: ClientState) -> None:
         """Open the store and load its session into ``state`` (before the first connect)."""
         snapshot = await _guarded(self.store.open(self.client_id))
         self._opened = True
+        if self._durable:
+            state.set_durable_queue(True)
         if self.clean_start:
-            if snapshot.outgoing or snapshot.incoming:
+            if snapshot.outgoing or snapshot.incoming or snapshot.queued:
                 await _guarded(self.store.save(SessionSnapshot()))
         else:
-            state.restore_session(snapshot)
+            state.restore_session(snapshot, now=trio.current_time())
         # Only now may the final save overwrite the store with this state.
         self._state = state
 
@@ -143,10 +186,22 @@ class StoreBinding:
                 elif isinstance(packet, PubRec) and packet.reason_code >= 0x80:
                     changes.append(SessionChange(_DONE, packet.packet_id, None, STAGE_QOS2))
             elif isinstance(event, SessionLost):
-                # Everything recorded so far is void; the re-sent publishes follow as SENT.
-                changes.clear()
+                # Every flow recorded so far is void (the queue is ours: it stays); the re-sent
+                # publishes follow as QUEUED or SENT.
+                changes[:] = [change for change in changes if change.kind >= _QUEUED]
                 changes.append(SessionChange(ChangeKind.CLEARED, 0))
-        self.pending = bool(changes)
+        log = self._state.take_queue_changes() if self._state is not None else None
+        if log:
+            # core time -> seconds since the epoch, so that expiry survives a restart
+            offset = time.time() - trio.current_time()
+            for kind, number, publish, at in log:
+                if kind == QUEUED:
+                    changes.append(SessionChange(_QUEUED, number, publish, 0, at + offset))
+                    self._commit_wanted.set()
+                else:
+                    changes.append(SessionChange(_UNQUEUED, number))
+        if not events:
+            return events
         if holds or self._held:
             # the next flush to start takes the change that holds the id
             self._held.append((self._flushes_started + 1 if holds else 0, events))
@@ -162,25 +217,38 @@ class StoreBinding:
     async def flush(self) -> list[Event]:
         """Commit the recorded changes (one batch) before the bytes they describe are sent.
 
-        Returns the held-back events this commit made safe to deliver, oldest first.
+        Waits for a flush already running first (one at a time, in order). Returns the
+        held-back events this commit made safe to deliver, oldest first.
 
         Raises:
-            MqttError: the store failed (its exception is the cause). The connection ends
-                without sending; the batch is kept and retried first by the next flush, so
-                the store never misses a change (every change is idempotent).
+            SessionStoreError: the store failed (its exception is the cause). The connection
+                ends without sending; queued publishes of the batch are taken out of the
+                session (reported dropped; their publishers get the error), the rest of the
+                batch is kept and retried first by the next flush, so the store never misses a
+                change (every change is idempotent).
         """
+        while self._flushing:
+            await self._flush_idle.park()
         changes = self._changes
         self._flushes_started += 1
         generation = self._flushes_started
         if changes:
             self._changes = []
-            self.pending = False
+            self._flushing = True
             try:
-                await _guarded(self.store.apply(changes))
-            except BaseException:
-                self._changes[:0] = changes  # the next flush commits them (and counts)
-                self.pending = True
+                # shielded: a commit that went through must count as done
+                with trio.CancelScope(shield=True):
+                    await _guarded(self.store.apply(changes))
+            except BaseException as exc:
+                self._failed(generation, changes, exc)
                 raise
+            finally:
+                self._flushing = False
+                self._flush_idle.unpark_all()
+            self._done(generation)
+            self._release(changes)
+        else:
+            self._done(generation)
         # Events recorded while the commit ran may carry ids it did not cover: they wait
         # for the next flush, and so does everything after them.
         released: list[Event] = []
@@ -189,15 +257,80 @@ class StoreBinding:
             released += held.popleft()[1]
         return released
 
+    def _done(self, generation: int) -> None:
+        self._flushes_done = generation
+        self._committed.unpark_all()
+
+    def _release(self, changes: list[SessionChange]) -> None:
+        """Let out the queued publishes this commit made durable."""
+        numbers = [change.packet_id for change in changes if change.kind == _QUEUED]
+        if numbers and self._state is not None:
+            self._state.release_queued(max(numbers), trio.current_time())
+            self._on_change()
+
+    def _failed(self, generation: int, changes: list[SessionChange], exc: BaseException) -> None:
+        """A commit failed: refuse its queued publishes, keep the rest for the next flush."""
+        numbers = {change.packet_id for change in changes if change.kind == _QUEUED}
+        aborted: set[int] = set()
+        if numbers and self._state is not None:
+            aborted = self._state.abort_queued(numbers)
+        kept = [c for c in changes if not (c.kind == _QUEUED and c.packet_id in aborted)]
+        self._changes[:0] = kept  # the next flush commits them (and counts)
+        error = exc if isinstance(exc, SessionStoreError) else SessionStoreError(repr(exc))
+        self._failures[generation] = error
+        if len(self._failures) > _FAILURES_KEPT:
+            del self._failures[min(self._failures)]
+        self._done(generation)
+        if aborted:
+            self._on_change()
+
+    def ticket(self, qos: int) -> int:
+        """The flush a publish just recorded must wait for (0: it need not wait)."""
+        return self._flushes_started + 1 if qos and self._durable else 0
+
+    async def wait_committed(self, ticket: int) -> None:
+        """Wait (not cancellably: the publish is admitted) until flush ``ticket`` has run.
+
+        Raises:
+            SessionStoreError: that flush failed; the publish was taken out of the session.
+        """
+        with trio.CancelScope(shield=True):
+            while self._flushes_done < ticket:
+                await self._committed.park()
+        error = self._failures.get(ticket)
+        if error is not None:
+            raise SessionStoreError(*error.args) from error.__cause__
+
+    async def commit_forever(self, deliver: Callable[[list[Event]], None]) -> None:
+        """Commit queued publishes as they come, connected or not (a task of the session)."""
+        while True:
+            await self._commit_wanted.wait()
+            self._commit_wanted = trio.Event()
+            try:
+                deliver(await self.flush())
+            except SessionStoreError as exc:
+                logger.warning("committing queued publishes failed: %s", exc)
+
     async def finish(self) -> None:
-        """Save the final session and release the store (the connection is over)."""
+        """Save the final session and release the store (the connection is over).
+
+        Publishers still waiting for a commit are answered: the final save covers them.
+        """
         if not self._opened:
             return
         self._opened = False
         try:
             if self._state is not None:
+                while self._flushing:
+                    await self._flush_idle.park()
                 self._changes = []
-                self.pending = False
-                await _guarded(self.store.save(self._state.export_session()))
+                try:
+                    now = trio.current_time()
+                    await _guarded(self.store.save(self._state.export_session(now)))
+                except SessionStoreError as exc:
+                    self._failures[self._flushes_started + 1] = exc
+                    raise
+                finally:
+                    self._done(sys.maxsize)
         finally:
             await _guarded(self.store.close())

@@ -4,9 +4,11 @@ Theory of operation
 -------------------
 One database file per client id, in WAL mode with an exclusive lock held while a connection
 uses it (a second process with the same client id is refused instead of corrupting the
-session). Two tables: ``outgoing`` (packet id, stage, the encoded PUBLISH or NULL once only
-the PUBREL matters) ordered by an integer key that grows with each new flow, and ``incoming``
-(packet ids of QoS 2 messages awaiting PUBREL). Every :meth:`SqliteSessionStore.apply` is one
+session). Three tables: ``outgoing`` (packet id, stage, the encoded PUBLISH or NULL once only
+the PUBREL matters) ordered by an integer key that grows with each new flow, ``incoming``
+(packet ids of QoS 2 messages awaiting PUBREL) and ``outbox`` (QoS 1/2 publishes admitted and
+not yet sent, keyed by their queue number, with the time they were admitted). Schema 1 files
+(without the outbox) are upgraded when opened. Every :meth:`SqliteSessionStore.apply` is one
 transaction run in a worker thread (``trio.to_thread.run_sync``), so the event loop never
 blocks on the disk; the event loop awaits it before writing the bytes the batch describes.
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,7 +36,7 @@ import trio
 from .._core._codec import PacketDecoder, encode
 from .._core._errors import InvalidOptionError
 from .._core._packets import ProtocolVersion, Publish, PubRel
-from .._core._session import MQTT_MAX_PACKET, SessionSnapshot
+from .._core._session import MQTT_MAX_PACKET, QueuedPublish, SessionSnapshot
 from ._base import STAGE_PUBREL, STAGE_QOS1, STAGE_QOS2, ChangeKind, SessionChange
 
 if TYPE_CHECKING:  # sqlite3 (1.3 MiB) is imported only when a store is opened
@@ -41,7 +44,9 @@ if TYPE_CHECKING:  # sqlite3 (1.3 MiB) is imported only when a store is opened
 
 __all__ = ["SqliteSessionStore"]
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
+#: older schemas this version opens (and upgrades: the new tables are created)
+_UPGRADES = ("1",)
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _V5 = ProtocolVersion.V5
 
@@ -50,6 +55,8 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS outgoing (seq INTEGER PRIMARY KEY,"
     " packet_id INTEGER NOT NULL UNIQUE, stage INTEGER NOT NULL, packet BLOB)",
     "CREATE TABLE IF NOT EXISTS incoming (packet_id INTEGER PRIMARY KEY)",
+    "CREATE TABLE IF NOT EXISTS outbox (number INTEGER PRIMARY KEY, queued REAL NOT NULL,"
+    " packet BLOB NOT NULL)",
 )
 # Multi-row statements: ``{}`` becomes one placeholder group per row. One statement per kind
 # of change and batch keeps the worker thread from taking the GIL back once per row, which is
@@ -61,6 +68,8 @@ _PUT = (
 _DONE = "DELETE FROM outgoing WHERE (packet_id, stage) IN (VALUES {})"
 _HOLD = "INSERT OR IGNORE INTO incoming (packet_id) VALUES {}"
 _UNHOLD = "DELETE FROM incoming WHERE packet_id IN ({})"
+_QUEUE = "INSERT OR REPLACE INTO outbox (number, queued, packet) VALUES {}"
+_UNQUEUE = "DELETE FROM outbox WHERE number IN ({})"
 #: rows per statement (at most 3 parameters each: far below SQLite's variable limit)
 _ROWS = 256
 
@@ -88,7 +97,7 @@ class SqliteSessionStore:
             process, ``"FULL"`` also a power failure (slower).
         in_thread: run each batch's transaction in a worker thread (default), so a slow disk
             never stalls the event loop. ``False`` runs it on the event loop's thread, which
-            saves the thread round trip (a quarter to a third more messages per second in the
+            saves the thread round trip (a tenth to a third more messages per second in the
             measurements of :doc:`/reconnects`) when commits are cheap: ``"NORMAL"`` on a
             local disk. Opening, saving and closing always use a thread.
 
@@ -222,6 +231,10 @@ class SqliteSessionStore:
                     f"the session file {str(path)!r} belongs to client "
                     f"{stored.get('client_id')!r}, not {client_id!r}"
                 )
+            elif stored.get("schema") in _UPGRADES:
+                db.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'schema'", (str(_SCHEMA_VERSION),)
+                )
             elif stored.get("schema") != str(_SCHEMA_VERSION):
                 raise InvalidOptionError(
                     f"the session file {str(path)!r} has an unknown schema {stored.get('schema')}"
@@ -235,6 +248,8 @@ class SqliteSessionStore:
 
 
 def _read_sync(db: sqlite3.Connection) -> SessionSnapshot:
+    import sqlite3
+
     decoder = PacketDecoder(_V5, MQTT_MAX_PACKET)
     outgoing: list[Publish | PubRel] = []
     rows = db.execute("SELECT packet_id, stage, packet FROM outgoing ORDER BY seq").fetchall()
@@ -249,14 +264,20 @@ def _read_sync(db: sqlite3.Connection) -> SessionSnapshot:
     incoming = tuple(
         pid for (pid,) in db.execute("SELECT packet_id FROM incoming ORDER BY packet_id")
     )
-    return SessionSnapshot(tuple(outgoing), incoming)
+    queued: list[QueuedPublish] = []
+    try:
+        rows = db.execute("SELECT number, queued, packet FROM outbox ORDER BY number").fetchall()
+    except sqlite3.OperationalError:  # a schema 1 file read by read(): no outbox yet
+        rows = []
+    now = time.time()
+    for number, admitted, blob in rows:
+        (packet,) = decoder.decode(blob)
+        assert isinstance(packet, Publish)
+        queued.append(QueuedPublish(number, packet, max(0.0, now - admitted)))
+    return SessionSnapshot(tuple(outgoing), incoming, tuple(queued))
 
 
 Statement = tuple[str, list[object]]
-
-
-def _apply_sync(db: sqlite3.Connection, changes: Sequence[SessionChange]) -> None:
-    _run_sync(db, _plan(changes))
 
 
 def _run_sync(db: sqlite3.Connection, statements: list[Statement]) -> None:
@@ -288,7 +309,7 @@ def _segments(changes: Sequence[SessionChange]) -> Iterator[list[SessionChange]]
     be grouped by kind.
     """
     segment: list[SessionChange] = []
-    rows: set[tuple[bool, int]] = set()
+    rows: set[tuple[int, int]] = set()
     for change in changes:
         kind = change.kind
         if kind == ChangeKind.CLEARED:
@@ -298,7 +319,7 @@ def _segments(changes: Sequence[SessionChange]) -> Iterator[list[SessionChange]]
             segment = []
             rows.clear()
             continue
-        row = (kind >= ChangeKind.HOLD_INCOMING, change.packet_id)
+        row = (_TABLE[kind], change.packet_id)
         if row in rows:
             yield segment
             segment = []
@@ -307,6 +328,18 @@ def _segments(changes: Sequence[SessionChange]) -> Iterator[list[SessionChange]]
         segment.append(change)
     if segment:
         yield segment
+
+
+#: which table each kind of change touches (0 outgoing, 1 incoming, 2 outbox)
+_TABLE = {
+    ChangeKind.SENT: 0,
+    ChangeKind.RELEASED: 0,
+    ChangeKind.DONE: 0,
+    ChangeKind.HOLD_INCOMING: 1,
+    ChangeKind.RELEASE_INCOMING: 1,
+    ChangeKind.QUEUED: 2,
+    ChangeKind.UNQUEUED: 2,
+}
 
 
 def _plan_segment(statements: list[Statement], segment: list[SessionChange]) -> None:
@@ -319,7 +352,9 @@ def _plan_segment(statements: list[Statement], segment: list[SessionChange]) -> 
     done: list[tuple[object, ...]] = []
     hold: list[tuple[object, ...]] = []
     unhold: list[tuple[object, ...]] = []
-    for kind, packet_id, publish, stage in segment:
+    queue: list[tuple[object, ...]] = []
+    unqueue: list[tuple[object, ...]] = []
+    for kind, packet_id, publish, stage, admitted in segment:
         if kind == ChangeKind.SENT:
             assert publish is not None
             level = STAGE_QOS1 if publish.qos == 1 else STAGE_QOS2
@@ -332,10 +367,17 @@ def _plan_segment(statements: list[Statement], segment: list[SessionChange]) -> 
             hold.append((packet_id,))
         elif kind == ChangeKind.RELEASE_INCOMING:
             unhold.append((packet_id,))
+        elif kind == ChangeKind.QUEUED:
+            assert publish is not None
+            queue.append((packet_id, admitted, encode(publish, _V5)))
+        elif kind == ChangeKind.UNQUEUED:
+            unqueue.append((packet_id,))
     _rows(statements, _DONE, "(?, ?)", done)
     _rows(statements, _PUT, "(?, ?, ?)", upsert)
     _rows(statements, _HOLD, "(?)", hold)
     _rows(statements, _UNHOLD, "?", unhold)
+    _rows(statements, _QUEUE, "(?, ?, ?)", queue)
+    _rows(statements, _UNQUEUE, "?", unqueue)
 
 
 def _rows(
@@ -355,4 +397,9 @@ def _save_sync(db: sqlite3.Connection, snapshot: SessionSnapshot) -> None:
         else:
             changes.append(SessionChange(ChangeKind.SENT, packet.packet_id, packet))
     changes.extend(SessionChange(ChangeKind.HOLD_INCOMING, pid) for pid in snapshot.incoming)
-    _apply_sync(db, changes)
+    now = time.time()
+    changes.extend(
+        SessionChange(ChangeKind.QUEUED, number, publish, 0, now - waited)
+        for number, publish, waited in snapshot.queued
+    )
+    _run_sync(db, [("DELETE FROM outbox", []), *_plan(changes)])

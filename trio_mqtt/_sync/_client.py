@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
+from typing import TypeVar
 
 from .. import _client
 from .._core._errors import ConnectionClosed
@@ -14,6 +15,8 @@ from .._requests import PublishResult, SubscribeResult, UnsubscribeResult
 from ._loop import Tracker, _Loop
 
 __all__ = ["Client"]
+
+T = TypeVar("T")
 
 Payload = bytes | bytearray | memoryview | str
 SubscriptionSpec = Subscription | str | tuple[str, int]
@@ -84,10 +87,11 @@ class Client:
     ) -> None:
         """Queue a message for publishing; returns once the connection has taken it.
 
-        Blocks while the request queue (and the outgoing window behind it) is full. Invalid
-        topics, QoS values and sizes raise here, before anything is queued.
+        Blocks while the request queue (and the outgoing window behind it) is full, and, with
+        a durable session store, until a QoS 1/2 message is committed to it. Invalid topics,
+        QoS values and sizes raise here, before anything is queued.
         """
-        self._loop.run_nowait_first(
+        self._publish_call(
             self._handle.publish_nowait,
             self._handle.publish,
             topic,
@@ -95,6 +99,27 @@ class Client:
             qos,
             retain,
             properties=properties,
+        )
+
+    def _publish_call(
+        self,
+        fn: Callable[..., T],
+        afn: Callable[..., Awaitable[T]],
+        topic: str,
+        payload: Payload,
+        qos: int,
+        retain: bool,
+        *,
+        properties: Properties | None,
+    ) -> T:
+        """Run a blocking publish: the ``*_nowait`` twin first when it gives the same result
+        (cheaper), the async method when it must wait (a durable store's commit)."""
+        connection = self._loop.connection
+        store = None if connection is None else connection.options.session_store
+        if qos and store is not None and store.durable:
+            return self._loop.run(afn, topic, payload, qos, retain, properties=properties)
+        return self._loop.run_nowait_first(
+            fn, afn, topic, payload, qos, retain, properties=properties
         )
 
     def publish_nowait(
@@ -125,7 +150,7 @@ class Client:
         The tracker completes when QoS 0 is written, on PUBACK for QoS 1 and on PUBCOMP (or a
         failing PUBREC) for QoS 2.
         """
-        tracker = self._loop.run_nowait_first(
+        tracker = self._publish_call(
             self._handle.publish_tracked_nowait,
             self._handle.publish_tracked,
             topic,
