@@ -53,7 +53,8 @@ class Signal:
 
     def __init__(self) -> None:
         self._flag = False
-        self._lot = trio.lowlevel.ParkingLot()
+        #: made on the first wait: most signals of an idle connection are never waited on
+        self._lot: trio.lowlevel.ParkingLot | None = None
 
     def set(self) -> None:
         """Wake the waiter (or the next one to wait)."""
@@ -71,6 +72,8 @@ class Signal:
             self._flag = False
             await trio.lowlevel.checkpoint()
             return
+        if self._lot is None:
+            self._lot = trio.lowlevel.ParkingLot()
         await self._lot.park()
         self._flag = False
 
