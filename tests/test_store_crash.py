@@ -17,17 +17,15 @@ commit can finish just before the kill, without its line).
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import trio
+from crash_child import run_child  # tests/ is on sys.path under pytest
 
-import trio_mqtt
 from trio_mqtt import (
     MqttOptions,
     ProtocolVersion,
@@ -106,33 +104,18 @@ class Child:
         self.returncode: int | None = None
 
     async def run(self, kill_after: int | None = None) -> None:
-        env = dict(os.environ)
-        root = str(Path(trio_mqtt.__file__).parents[1])
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-        with self.stderr.open("wb") as errors:
-            process = await trio.lowlevel.open_process(
-                self.argv, stdout=subprocess.PIPE, stderr=errors, env=env
-            )
-            assert process.stdout is not None
-            pending = b""
-            try:
-                async for chunk in process.stdout:
-                    pending += chunk
-                    *complete, pending = pending.split(b"\n")
-                    for raw in complete:
-                        line = raw.decode()
-                        self.lines.append(line)
-                        if line.startswith("D "):
-                            self.durable = max(self.durable, int(line[2:]))
-                    if kill_after is not None and self.durable >= kill_after:
-                        process.send_signal(signal.SIGKILL)
-                        kill_after = None
-                self.returncode = await process.wait()
-            finally:
-                if process.returncode is None:  # pragma: no cover - only when the test fails
-                    process.kill()
-                    with trio.CancelScope(shield=True):
-                        await process.wait()
+        killed = False
+
+        async def on_line(line: str, process: trio.Process) -> bool:
+            nonlocal killed
+            if line.startswith("D "):
+                self.durable = max(self.durable, int(line[2:]))
+            if killed or kill_after is None or self.durable < kill_after:
+                return False
+            killed = True
+            return True
+
+        self.returncode, self.lines = await run_child(self.argv, self.stderr, on_line)
 
     def explain(self) -> str:
         return f"{self.argv}: {self.lines[-3:]} {self.stderr.read_text()[-2000:]}"

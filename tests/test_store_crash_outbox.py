@@ -12,16 +12,15 @@ expiry that runs out while the process is dead.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import trio
+from crash_child import run_child  # tests/ is on sys.path under pytest
 
-import trio_mqtt
 from trio_mqtt import MqttOptions, QoS, SqliteSessionStore, open_mqtt_connection
 from trio_mqtt.testing._plugin import BrokerFactory
 
@@ -94,37 +93,18 @@ class Child:
         self.lines: list[str] = []
         self.returncode: int | None = None
 
-    async def run(self, broker_stop: object = None) -> None:
-        """Run to the end; with ``broker_stop`` (a callable), stop the broker once connected,
-        let the child queue, and SIGKILL it once it has reported what it queued."""
-        env = dict(os.environ)
-        root = str(Path(trio_mqtt.__file__).parents[1])
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-        with self.stderr.open("wb") as errors:
-            process = await trio.lowlevel.open_process(
-                self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, env=env
-            )
-            assert process.stdout is not None
-            assert process.stdin is not None
-            pending = b""
-            try:
-                async for chunk in process.stdout:
-                    pending += chunk
-                    *complete, pending = pending.split(b"\n")
-                    for raw in complete:
-                        line = raw.decode()
-                        self.lines.append(line)
-                        if line == "CONNECTED" and callable(broker_stop):
-                            await trio.to_thread.run_sync(broker_stop)
-                            await process.stdin.send_all(b"go\n")
-                        elif line.startswith("QUEUED"):
-                            process.send_signal(signal.SIGKILL)
-                self.returncode = await process.wait()
-            finally:
-                if process.returncode is None:  # pragma: no cover - only when the test fails
-                    process.kill()
-                    with trio.CancelScope(shield=True):
-                        await process.wait()
+    async def run(self, broker_stop: Callable[[], None] | None = None) -> None:
+        """Run to the end; with ``broker_stop``, stop the broker once the child is connected,
+        let it queue, and SIGKILL it once it has reported what it queued."""
+
+        async def on_line(line: str, process: trio.Process) -> bool:
+            if line == "CONNECTED" and broker_stop is not None:
+                await trio.to_thread.run_sync(broker_stop)
+                assert process.stdin is not None
+                await process.stdin.send_all(b"go\n")
+            return line.startswith("QUEUED")
+
+        self.returncode, self.lines = await run_child(self.argv, self.stderr, on_line)
 
     def marked(self, mark: str) -> list[int]:
         return [int(line.split()[1]) for line in self.lines if line.startswith(mark + " ")]

@@ -15,18 +15,15 @@ last message printed before the kill. Applications that must process every messa
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import trio
+from crash_child import OnLine, run_child  # tests/ is on sys.path under pytest
 
-import trio_mqtt
 from trio_mqtt import MqttOptions, ProtocolVersion, QoS, open_mqtt_connection
 from trio_mqtt.testing._plugin import BrokerFactory
 
@@ -64,36 +61,6 @@ trio.run(main, sys.argv[1], int(sys.argv[2]), sys.argv[3], *map(int, sys.argv[4:
 """
 
 
-async def run_child(
-    argv: list[str], errors: Path, on_line: Callable[[str], bool]
-) -> tuple[int, list[str]]:
-    """Run ``argv``; ``on_line`` sees every line printed and returns True to SIGKILL it."""
-    env = dict(os.environ)
-    root = str(Path(trio_mqtt.__file__).parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-    lines: list[str] = []
-    with errors.open("wb") as stderr:
-        process = await trio.lowlevel.open_process(
-            argv, stdout=subprocess.PIPE, stderr=stderr, env=env
-        )
-        assert process.stdout is not None
-        pending = b""
-        try:
-            async for chunk in process.stdout:
-                pending += chunk
-                *complete, pending = pending.split(b"\n")
-                for raw in complete:
-                    lines.append(raw.decode())
-                    if on_line(lines[-1]):
-                        process.send_signal(signal.SIGKILL)
-            return await process.wait(), lines
-        finally:
-            if process.returncode is None:  # pragma: no cover - only when the test fails
-                process.kill()
-                with trio.CancelScope(shield=True):
-                    await process.wait()
-
-
 @pytest.mark.parametrize("version", [ProtocolVersion.V311, ProtocolVersion.V5])
 async def test_killed_subscriber_never_gets_a_qos2_message_twice(
     mosquitto_factory: BrokerFactory, tmp_path: Path, version: ProtocolVersion
@@ -108,8 +75,8 @@ async def test_killed_subscriber_never_gets_a_qos2_message_twice(
     first_ready, second_ready = trio.Event(), trio.Event()
     printed: list[int] = []
 
-    def watch(ready: trio.Event, kill_after: int | None) -> Callable[[str], bool]:
-        def on_line(line: str) -> bool:
+    def watch(ready: trio.Event, kill_after: int | None) -> OnLine:
+        async def on_line(line: str, process: trio.Process) -> bool:
             if line == "READY":
                 ready.set()
             elif line.startswith("R "):

@@ -79,8 +79,8 @@ class Admission:
         #: the error that ended the session (see set_ended)
         self._end: MqttError | None = None
         self._parked = trio.lowlevel.ParkingLot()
-        self._last_warning = -math.inf
-        self._last_drop_warning = -math.inf
+        self._wait_warning = _Warning(FULL_WINDOW_WARNING * 10)
+        self._drop_warning = _Warning(FULL_WINDOW_WARNING * 10)
         self._drops_reported = 0
 
     # ------------------------------------------------------------------ the phase
@@ -205,16 +205,11 @@ class Admission:
     def _note_drops(self) -> None:
         """Log publishes the ``drop_oldest`` policy dropped (at most every 10 s)."""
         dropped = self._state.statistics.publishes_dropped_oldest
-        if dropped == self._drops_reported:
-            return
-        now = trio.current_time()
-        if now - self._last_drop_warning >= FULL_WINDOW_WARNING * 10:
-            self._last_drop_warning = now
-            logger.warning(
-                "the queue of unsent publishes is full (max_queued): dropped %d of the oldest "
-                "so far to admit newer ones (queue_full='drop_oldest')",
-                dropped,
-            )
+        if dropped != self._drops_reported and self._drop_warning.log(
+            "the queue of unsent publishes is full (max_queued): dropped %d of the oldest "
+            "so far to admit newer ones (queue_full='drop_oldest')",
+            dropped,
+        ):
             self._drops_reported = dropped
 
     def _admit(self, request: PublishRequest) -> int:
@@ -244,12 +239,8 @@ class Admission:
         return 0 if store is None else store.ticket(request.qos)
 
     def _note_wait(self, waited: float) -> None:
-        if waited < FULL_WINDOW_WARNING:
-            return
-        now = trio.current_time()
-        if now - self._last_warning >= FULL_WINDOW_WARNING * 10:
-            self._last_warning = now
-            logger.warning(
+        if waited >= FULL_WINDOW_WARNING:
+            self._wait_warning.log(
                 "a publish waited %.1f s for room: the outgoing window (%d QoS 1/2 messages "
                 "in flight, %d waiting) stays full; the broker acknowledges slowly, or the "
                 "link is down",
@@ -267,6 +258,26 @@ class Admission:
     def parked(self) -> int:
         """Publishers waiting for admission."""
         return len(self._parked)
+
+
+class _Warning:
+    """A warning logged at most once per ``interval`` seconds (a lasting condition would
+    otherwise repeat it for every publish)."""
+
+    __slots__ = ("_interval", "_last")
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._last = -math.inf
+
+    def log(self, message: str, *args: object) -> bool:
+        """Log ``message`` unless it was logged less than ``interval`` ago; True if logged."""
+        now = trio.current_time()
+        if now - self._last < self._interval:
+            return False
+        self._last = now
+        logger.warning(message, *args)
+        return True
 
 
 def _fresh_copy(error: MqttError) -> MqttError:
