@@ -121,6 +121,8 @@ class _QueueMixin(_SessionBase):
             number = self._queue_next
             self._queue_next = number + 1
             self._queue_log.append((QUEUED, number, packet, self._now))
+        if _expires(packet):
+            self._queue_expiring += 1
         self._waiting.append((packet, tag, data, number, self._now))
 
     def _requeue_front(self, entries: Sequence[tuple[Publish, object, bytes]]) -> None:
@@ -133,6 +135,8 @@ class _QueueMixin(_SessionBase):
                 self._queue_front -= 1
                 number = self._queue_front
                 self._queue_log.append((QUEUED, number, packet, now))
+            if _expires(packet):
+                self._queue_expiring += 1
             self._waiting.appendleft((packet, tag, data, number, now))
 
     def _unqueued(self, packet: Publish, tag: object, number: int, reason: str | None) -> None:
@@ -160,7 +164,10 @@ class _QueueMixin(_SessionBase):
 
     def _expire_waiting(self) -> None:
         """Drop every waiting publish whose expiry passed, wherever it is in the queue."""
+        if not self._queue_expiring:
+            return  # no waiting publish has an expiry: nothing to scan
         kept: deque[_Entry] = deque()
+        expiring = 0
         for entry in self._waiting:
             packet, tag, data, number, queued_at = entry
             if self._aged(packet, data, queued_at) is None:
@@ -168,7 +175,10 @@ class _QueueMixin(_SessionBase):
                 self._unqueued(packet, tag, number, DROPPED_EXPIRED)
             else:
                 kept.append(entry)
+                if _expires(packet):
+                    expiring += 1
         self._waiting = kept
+        self._queue_expiring = expiring
 
     def _export_queue(self, now: float) -> tuple[QueuedPublish, ...]:
         return tuple(
@@ -197,8 +207,15 @@ class _QueueMixin(_SessionBase):
             data = encode(packet, self._version)
             entries.append((packet, None, data, number, now - waited))
         self._waiting.extend(entries)  # only once all are valid
+        self._queue_expiring += sum(1 for entry in entries if _expires(entry[0]))
         if seen:
             # restored entries are durable already: all of them may leave
             self._queue_next = max(self._queue_next, max(seen) + 1)
             self._queue_front = min(self._queue_front, min(seen))
             self._queue_released = max(self._queue_released, max(seen))
+
+
+def _expires(packet: Publish) -> bool:
+    """True when ``packet`` carries a Message Expiry Interval (only MQTT 5 ones can)."""
+    props = packet.properties
+    return props is not NO_PROPERTIES and props.message_expiry_interval is not None

@@ -184,6 +184,9 @@ class _SessionBase:
         self._queue_front = 0
         self._queue_released = 0
         self._queue_log: list[tuple[int, int, Publish | None, float]] = []
+        # at least the number of waiting publishes with a Message Expiry Interval (0: none
+        # can expire, so the queue need not be scanned)
+        self._queue_expiring = 0
         # bytes after the packet id of a PUBLISH without properties, payload excluded
         self._id_tail = 2 + (1 if self._v5 else 0)
         self._last_id = 0
