@@ -32,6 +32,8 @@ from ._session import (
 class _IncomingMixin(_SessionBase):
     """Publishes and PUBREL from the broker, and manual acks."""
 
+    __slots__ = ()
+
     def _on_publish(self, packet: Publish) -> None:
         stats = self.statistics
         stats.packets_received += 1

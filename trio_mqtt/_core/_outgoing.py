@@ -67,6 +67,8 @@ _TOPIC_CACHE_SIZE = 1024
 class _OutgoingMixin(_QueueMixin):
     """Requests from the application and the broker's answers to them."""
 
+    __slots__ = ()
+
     def check_publish(
         self,
         topic: str,

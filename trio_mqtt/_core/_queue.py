@@ -52,6 +52,8 @@ _Entry = tuple[Publish, object, bytes, int, float]
 class _QueueMixin(_SessionBase):
     """The waiting queue's rules (see the module doc)."""
 
+    __slots__ = ()
+
     def set_durable_queue(self, enabled: bool) -> None:
         """Number waiting QoS 1/2 publishes and hold new ones until :meth:`release_queued`."""
         self._queue_durable = enabled

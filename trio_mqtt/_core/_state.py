@@ -125,6 +125,8 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
         config: the session settings.
     """
 
+    __slots__ = ()
+
     def export_session(self, now: float | None = None) -> SessionSnapshot:
         """The session state a restarted process needs to resume without loss or duplicates.
 
