@@ -699,3 +699,37 @@ async def test_a_failed_batch_is_retried_after_the_reconnect(tmp_path: Path) -> 
     # the PUBLISH reached the broker only once its (retried) batch was on disk
     assert arrived == [(1, [1, 1])]
     assert store.read("c") == SessionSnapshot()
+
+
+class SlowStore(SqliteSessionStore):
+    """Takes its time over every commit (a slow disk)."""
+
+    async def apply(self, changes: Sequence[SessionChange]) -> None:
+        await trio.sleep(0.3)
+        await super().apply(changes)
+
+
+async def test_a_publish_admitted_is_not_cancelled_while_its_commit_runs(
+    tmp_path: Path,
+) -> None:
+    store = SlowStore(tmp_path)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+
+            async def script(peer: ScriptedPeer) -> None:
+                await peer.accept()
+                await until_disconnect(peer)
+
+            options = MqttOptions(
+                "c", transport=FakeBroker(nursery, script), session_store=store, keep_alive=0
+            )
+            async with open_mqtt_connection(options) as conn:
+                with trio.move_on_after(0.05) as scope:
+                    await conn.client.publish("t", b"kept", qos=1)
+                # the deadline passed while the commit ran: the call still completed
+                assert not scope.cancelled_caught
+                assert trio.current_time() - scope.deadline > 0.1
+                await conn.client.disconnect(grace_period=0)
+            nursery.cancel_scope.cancel()
+    # sent and never acknowledged by the script: kept as a flow
+    assert [p.payload for p in store.read("c").outgoing] == [b"kept"]  # type: ignore[union-attr]

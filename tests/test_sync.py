@@ -35,6 +35,7 @@ from trio_mqtt import (
     Reconnecting,
     ReconnectPolicy,
     RequestsDone,
+    SessionStoreError,
     SqliteSessionStore,
     SubscriptionRefused,
 )
@@ -220,6 +221,26 @@ def test_publish_returns_once_durable_and_the_queue_policy_raises_here(
         assert connection.statistics().waiting_publishes == 3
     kept = store.read("s-outbox").queued
     assert [q.publish.payload for q in kept] == [b"0", b"1", b"2"]
+
+
+class FullDisk(SqliteSessionStore):
+    """A durable store that cannot commit anything."""
+
+    async def apply(self, changes: Sequence[SessionChange]) -> None:
+        raise OSError(28, "No space left on device")
+
+
+def test_a_failed_commit_raises_in_the_calling_thread(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    options = options_for(mosquitto, "s-full-disk", session_store=FullDisk(tmp_path))
+    client, connection = connect(options)
+    with connection, client:
+        with pytest.raises(SessionStoreError) as caught:
+            client.publish("ob/t", b"x", qos=QoS.AT_LEAST_ONCE)
+        assert isinstance(caught.value.__cause__, OSError)
+        client.publish("ob/t", b"QoS 0 is not stored", qos=QoS.AT_MOST_ONCE)
+        assert connection.statistics().waiting_publishes == 0
 
 
 # ---------------------------------------------------------------------- threads
