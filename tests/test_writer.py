@@ -6,13 +6,15 @@ so the result does not depend on the machine's speed.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import trio
 import trio.testing
 from fake_broker import FakeBroker, ScriptedPeer
 
-from trio_mqtt import MqttOptions, QoS, open_mqtt_connection
+from trio_mqtt import MqttConnection, MqttOptions, QoS, open_mqtt_connection
 from trio_mqtt.sansio import ProtocolVersion, PubAck, Publish, encode
 
 
@@ -65,28 +67,37 @@ async def swallow(peer: ScriptedPeer) -> None:
         await peer.receive()
 
 
-async def test_a_lone_publish_is_sent_on_the_writers_first_step(nursery: trio.Nursery) -> None:
+@asynccontextmanager
+async def counted_connection(
+    nursery: trio.Nursery, script: Callable[[ScriptedPeer], Awaitable[None]], client_id: str
+) -> AsyncIterator[tuple[MqttConnection, WriterSteps, RecordingTransport]]:
+    """A connection to a scripted peer, its writer's steps counted and its sends recorded."""
     instrument = WriterSteps()
-    transport = RecordingTransport(FakeBroker(nursery, swallow), instrument)
+    transport = RecordingTransport(FakeBroker(nursery, script), instrument)
     trio.lowlevel.add_instrument(instrument)
     try:
         with trio.fail_after(10):
-            options = MqttOptions("lone", "fake", 1883, transport=transport)  # type: ignore[arg-type]
+            options = MqttOptions(client_id, "fake", 1883, transport=transport)  # type: ignore[arg-type]
             async with open_mqtt_connection(options) as conn:
-                for round_trip in range(3):
-                    await trio.testing.wait_all_tasks_blocked()  # the writer went idle
-                    before_steps, before_sends = instrument.steps, len(transport.sends)
-                    await conn.client.publish("lone", b"%d" % round_trip)
-                    while len(transport.sends) == before_sends:
-                        await trio.lowlevel.checkpoint()
-                    steps, data = transport.sends[before_sends]
-                    # woken by the publish, the writer sends in that very step
-                    # one step finishes the PUBACK's send_all (a checkpoint), the next sends
-                    # the publish; held back as a "stream" it would take two rounds more
-                    assert steps - before_steps <= 2
-                    assert data == encode(Publish("lone", b"%d" % round_trip), ProtocolVersion.V311)
+                yield conn, instrument, transport
     finally:
         trio.lowlevel.remove_instrument(instrument)
+
+
+async def test_a_lone_publish_is_sent_on_the_writers_first_step(nursery: trio.Nursery) -> None:
+    async with counted_connection(nursery, swallow, "lone") as (conn, instrument, transport):
+        for round_trip in range(3):
+            await trio.testing.wait_all_tasks_blocked()  # the writer went idle
+            before_steps, before_sends = instrument.steps, len(transport.sends)
+            await conn.client.publish("lone", b"%d" % round_trip)
+            while len(transport.sends) == before_sends:
+                await trio.lowlevel.checkpoint()
+            steps, data = transport.sends[before_sends]
+            # woken by the publish, the writer sends in that very step
+            # one step finishes the PUBACK's send_all (a checkpoint), the next sends
+            # the publish; held back as a "stream" it would take two rounds more
+            assert steps - before_steps <= 2
+            assert data == encode(Publish("lone", b"%d" % round_trip), ProtocolVersion.V311)
 
 
 async def test_a_stream_of_publishes_is_coalesced(nursery: trio.Nursery) -> None:
@@ -120,29 +131,20 @@ async def test_a_publish_right_after_an_ack_is_not_held_back(nursery: trio.Nurse
             while not isinstance(await peer.receive(), Publish):
                 pass  # the PUBACK, then the client's own publish
 
-    instrument = WriterSteps()
-    transport = RecordingTransport(FakeBroker(nursery, deliver_then_swallow), instrument)
-    trio.lowlevel.add_instrument(instrument)
-    try:
-        with trio.fail_after(10):
-            options = MqttOptions("after-ack", "fake", 1883, transport=transport)  # type: ignore[arg-type]
-            async with open_mqtt_connection(options) as conn:
-                messages = conn.messages()
-                for round_trip in range(3):
-                    await anext(messages)
-                    puback = encode(PubAck(round_trip + 1), ProtocolVersion.V311)
-                    while not any(puback in data for _, data in transport.sends):
-                        await trio.lowlevel.checkpoint()  # the PUBACK just went out
-                    before_steps, before_sends = instrument.steps, len(transport.sends)
-                    await conn.client.publish("out", b"%d" % round_trip)
-                    expected = encode(Publish("out", b"%d" % round_trip), ProtocolVersion.V311)
-                    while not any(expected in data for _, data in transport.sends[before_sends:]):
-                        await trio.lowlevel.checkpoint()
-                    steps = next(
-                        s for s, data in transport.sends[before_sends:] if expected in data
-                    )
-                    # one step finishes the PUBACK's send_all (a checkpoint), the next sends
-                    # the publish; held back as a "stream" it would take two rounds more
-                    assert steps - before_steps <= 2
-    finally:
-        trio.lowlevel.remove_instrument(instrument)
+    script = deliver_then_swallow
+    async with counted_connection(nursery, script, "after-ack") as (conn, instrument, transport):
+        messages = conn.messages()
+        for round_trip in range(3):
+            await anext(messages)
+            puback = encode(PubAck(round_trip + 1), ProtocolVersion.V311)
+            while not any(puback in data for _, data in transport.sends):
+                await trio.lowlevel.checkpoint()  # the PUBACK just went out
+            before_steps, before_sends = instrument.steps, len(transport.sends)
+            await conn.client.publish("out", b"%d" % round_trip)
+            expected = encode(Publish("out", b"%d" % round_trip), ProtocolVersion.V311)
+            while not any(expected in data for _, data in transport.sends[before_sends:]):
+                await trio.lowlevel.checkpoint()
+            steps = next(s for s, data in transport.sends[before_sends:] if expected in data)
+            # one step finishes the PUBACK's send_all (a checkpoint), the next sends
+            # the publish; held back as a "stream" it would take two rounds more
+            assert steps - before_steps <= 2
