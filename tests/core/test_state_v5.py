@@ -497,3 +497,21 @@ def test_replay_respects_a_receive_maximum_that_shrank() -> None:
     assert (third.packet_id, third.dup) == (3, True)  # type: ignore[union-attr]
     broker.send(PubAck(1), PubAck(3))
     assert [(p.packet_id, p.dup) for p in broker.pump()] == [(4, True), (5, False)]  # type: ignore[union-attr]
+
+
+def test_held_back_replays_belong_to_their_own_session() -> None:
+    # sessions share one empty stand-in until a replay holds flows back: the first session's
+    # held-back flows must never show up in another session
+    bystander = connected_v5(Properties(receive_maximum=4), clean_start=False, inflight=10)
+    broker = connected_v5(Properties(receive_maximum=4), clean_start=False, inflight=10)
+    for i in range(4):
+        broker.client.publish("t", bytes([i]), QoS.AT_LEAST_ONCE, now=0.0)
+    broker.pump()
+    broker.drop()
+    broker.connect(session_present=True, properties=Properties(receive_maximum=1))
+    assert len(broker.pump()) == 1  # three flows held back
+    bystander.drop()
+    bystander.connect(session_present=True, properties=Properties(receive_maximum=4))
+    assert bystander.pump() == []  # nothing of the other session is replayed here
+    broker.send(PubAck(1))
+    assert [p.packet_id for p in broker.pump()] == [2]  # type: ignore[union-attr]

@@ -150,6 +150,13 @@ class Flow:
         self.tag = tag
 
 
+#: Shared stand-ins for deques most sessions never fill (an empty deque costs 760 bytes).
+#: ``maxlen=0`` makes any append a no-op, so one instance can never leak into another;
+#: the code that may add to them first swaps in a deque of its own.
+NO_FLOWS: deque[Flow] = deque(maxlen=0)
+NO_ACK_ORDER: deque[int] = deque(maxlen=0)
+
+
 class _SessionBase:
     """Attributes and wire helpers shared by the outgoing and incoming mixins."""
 
@@ -246,13 +253,15 @@ class _SessionBase:
         self._id_tail = 2 + (1 if self._v5 else 0)
         self._last_id = 0
         # replayed PUBLISH flows held back by a Receive Maximum that shrank across a reconnect
-        self._deferred: deque[Flow] = deque()
+        # (rare: the shared empty NO_FLOWS until the replay that needs a deque of its own)
+        self._deferred: deque[Flow] = NO_FLOWS
         self._subscriptions: dict[str, tuple[Subscription, Properties]] = {}
         # Incoming session state.
         self._incoming: dict[int, int] = {}
         # Manual acks (MQTT-4.6.0-2): ids delivered and not yet acknowledged on the wire, in
         # the order they arrived, and the acks the application gave ahead of an earlier one.
-        self._ack_order: deque[int] = deque()
+        # Without manual acks nothing is ever added: a shared empty deque stands in.
+        self._ack_order: deque[int] = deque() if config.manual_acks else NO_ACK_ORDER
         self._early_acks: dict[int, tuple[int, Properties]] = {}
         # Per-connection state.
         self._max_out = config.max_outgoing_packet_size

@@ -43,6 +43,7 @@ MQTT-4.4.0-1 and MQTT-4.6.0-1 (replay with original ids, in order).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -89,6 +90,7 @@ from ._session import (
     AWAIT_SUBACK,
     IN_QOS2_RECEIVED,
     MQTT_MAX_PACKET,
+    NO_FLOWS,
     ConnectionState,
     Flow,
     SessionSnapshot,
@@ -428,6 +430,8 @@ class ClientState(_OutgoingMixin, _IncomingMixin):
         # free the window (MQTT-3.3.4-7).
         stats = self.statistics
         deferred = self._deferred
+        if deferred is NO_FLOWS:  # made on first use (see _session.py)
+            deferred = self._deferred = deque()
         resent = 0
         throttled = self._limiter is not None  # replays wait for the rate limit too
         for pid, flow in self._flows.items():
