@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from ._codec_v4 import new_puback, new_pubcomp, new_pubrec
 from ._errors import LocalProtocolError, UnknownPacketIdError
 from ._events import Incoming
 from ._packets import NO_PROPERTIES, Properties, PubAck, PubComp, Publish, PubRec, PubRel
@@ -53,7 +54,7 @@ class _IncomingMixin(_SessionBase):
         if qos == 1:
             if not self.config.manual_acks:
                 self._events.append(Incoming(packet))
-                self._send(PubAck(pid))
+                self._send(new_puback(pid, 0, NO_PROPERTIES))
                 return
             if pid not in incoming:
                 self._check_receive_maximum()
@@ -66,7 +67,7 @@ class _IncomingMixin(_SessionBase):
             # A retransmission of a message we already have: never deliver it twice.
             stats.duplicates_suppressed += 1
             if held == IN_QOS2_RECEIVED:
-                self._send(PubRec(pid))
+                self._send(new_pubrec(pid, 0, NO_PROPERTIES))
             elif held == IN_QOS1_UNACKED:
                 self._fail(
                     f"QoS 2 PUBLISH reuses packet id {pid} of an unacknowledged QoS 1 PUBLISH",
@@ -80,7 +81,7 @@ class _IncomingMixin(_SessionBase):
             self._ack_order.append(pid)
         else:
             incoming[pid] = IN_QOS2_RECEIVED
-            self._send(PubRec(pid))
+            self._send(new_pubrec(pid, 0, NO_PROPERTIES))
 
     def _check_receive_maximum(self) -> None:
         if self._v5 and len(self._incoming) >= self.config.receive_maximum:
@@ -112,7 +113,7 @@ class _IncomingMixin(_SessionBase):
         held = self._incoming.get(pid)
         if held == IN_QOS2_RECEIVED:
             del self._incoming[pid]
-            self._send(PubComp(pid))
+            self._send(new_pubcomp(pid, 0, NO_PROPERTIES))
         elif held is None:
             # Already completed (e.g. our PUBCOMP was lost): answer anyway (MQTT-4.3.3).
             code = ReasonCode.PACKET_IDENTIFIER_NOT_FOUND if self._v5 else 0

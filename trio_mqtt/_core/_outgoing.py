@@ -28,7 +28,7 @@ from dataclasses import replace
 from typing import NoReturn
 
 from ._codec import encode, encoded_size
-from ._codec_v4 import new_publish
+from ._codec_v4 import new_publish, new_pubrel
 from ._errors import LocalProtocolError, PacketTooLargeError
 from ._events import DROPPED_EXPIRED, PublishDone, StrayAck, SubscribeDone, UnsubscribeDone
 from ._packets import (
@@ -562,7 +562,7 @@ class _OutgoingMixin(_QueueMixin):
             self._finish_publish(pid, flow, packet)
             return
         flow.kind = AWAIT_PUBCOMP
-        self._send(PubRel(pid))
+        self._send(new_pubrel(pid, 0, NO_PROPERTIES))
 
     def _on_pubcomp(self, packet: PubComp) -> None:
         self._incoming_control(packet)
