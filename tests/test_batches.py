@@ -208,3 +208,26 @@ async def test_max_batch_must_be_positive(mosquitto: MosquittoBroker) -> None:
                 conn.message_batches(max_batch=0)
             with pytest.raises(InvalidOptionError):
                 await stream.receive_batch(max_batch=0)
+
+
+async def test_outgoing_events_of_fast_publishes_come_in_order(mosquitto: MosquittoBroker) -> None:
+    # an untracked publish leaves its Outgoing event for the writer to collect with the
+    # bytes; the stream still shows every one, in admission order, before their echoes
+    with trio.fail_after(10):
+        async with open_mqtt_connection(options_for(mosquitto, "fast-outgoing")) as conn:
+            await conn.client.subscribe("fast/out", QoS.AT_MOST_ONCE)
+            while True:  # skip the SUBSCRIBE/SUBACK events
+                try:
+                    conn.poll_nowait()
+                except trio.WouldBlock:
+                    break
+            for i in range(5):
+                conn.client.publish_nowait("fast/out", str(i))
+            await wait_received(conn, 5)
+            seen: list[tuple[str, bytes]] = []
+            while len(seen) < 10:
+                event = conn.poll_nowait()
+                seen.append((type(event).__name__, event.packet.payload))  # type: ignore[union-attr]
+    sent = [payload for kind, payload in seen if kind == "Outgoing"]
+    assert sent == [str(i).encode() for i in range(5)]
+    assert [kind for kind, _ in seen][:5] == ["Outgoing"] * 5

@@ -130,7 +130,9 @@ class EventLoop:
             )
         )
         self._router = EventRouter(event_capacity, drop_unread=drop_unread)
-        self._writer = Writer(state, self._router.deliver, self._store, self._room_changed)
+        self._writer = Writer(
+            state, self._router.deliver, self._store, self._room_changed, self._collect
+        )
         self._admission = Admission(
             state,
             self._store,

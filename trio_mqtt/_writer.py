@@ -62,6 +62,8 @@ class Writer:
         deliver: where events go (the store releases held-back events on a flush).
         store: the session store's hooks, or None.
         on_flushed: called after queued publishes were taken for sending (room for more).
+        collect: routes the state machine's pending events; called with every batch of bytes
+            taken, since an admitted publish leaves its Outgoing event for the writer.
     """
 
     def __init__(
@@ -70,8 +72,10 @@ class Writer:
         deliver: Callable[[list[Event]], None],
         store: StoreBinding | None,
         on_flushed: Callable[[], None],
+        collect: Callable[[], None],
     ) -> None:
         self._state = state
+        self._collect = collect
         self._deliver = deliver
         self._store = store
         self._on_flushed = on_flushed
@@ -137,6 +141,7 @@ class Writer:
             wakeup.clear()  # everything set so far is looked at below
             data = state.data_to_send()
             if data:
+                self._collect()  # the Outgoing events of what these bytes carry
                 pending.append(data)
                 size += len(data)
                 if self.unflushed:
