@@ -246,20 +246,20 @@ def test_request_response(mosquitto: MosquittoBroker) -> None:
     assert len(lines) == 7
 
 
-async def test_reconnect_survives_a_broker_restart(mosquitto: MosquittoBroker) -> None:
+async def output_across_restart(
+    mosquitto: MosquittoBroker, argv: list[str], marker: bytes
+) -> list[str]:
+    """Run an example, restart ``mosquitto`` once its output shows ``marker``, and return
+    its output lines once it exited with status 0 and nothing on standard error."""
     with trio.fail_after(TIMEOUT):
         process = await trio.lowlevel.open_process(
-            command("reconnect.py", mosquitto.url, "--seconds", "3"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=ENV,
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV
         )
         try:
             assert process.stdout is not None
             assert process.stderr is not None
             seen = b""
-            # Restart the broker once the example has received a heartbeat.
-            while b"received beat 1\n" not in seen:
+            while marker not in seen:
                 chunk = await process.stdout.receive_some()
                 assert chunk, seen.decode()
                 seen += chunk
@@ -280,6 +280,13 @@ async def test_reconnect_survives_a_broker_restart(mosquitto: MosquittoBroker) -
                         await pipe.aclose()
     assert errors == b""
     lines = seen.decode().splitlines()
+    return lines
+
+
+async def test_reconnect_survives_a_broker_restart(mosquitto: MosquittoBroker) -> None:
+    # the broker restarts once the example has received a heartbeat
+    argv = command("reconnect.py", mosquitto.url, "--seconds", "3")
+    lines = await output_across_restart(mosquitto, argv, b"received beat 1\n")
     assert lines[:2] == ["connected (session present: False)", "received beat 1"]
     assert lines[-1] == "done after 2 connection(s)"
     lost = next(i for i, line in enumerate(lines) if line.startswith("disconnected: "))
@@ -339,38 +346,9 @@ def test_high_rate_delivers_everything_in_order_in_batches(mosquitto: MosquittoB
 async def test_token_refresh_skips_a_dead_server_and_presents_a_new_token(
     mosquitto: MosquittoBroker,
 ) -> None:
-    with trio.fail_after(TIMEOUT):
-        process = await trio.lowlevel.open_process(
-            command("token_refresh.py", "mqtt://127.0.0.1:1", mosquitto.url),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=ENV,
-        )
-        try:
-            assert process.stdout is not None
-            assert process.stderr is not None
-            seen = b""
-            while b"received reading 1" not in seen:  # then a new connection is needed
-                chunk = await process.stdout.receive_some()
-                assert chunk, seen.decode()
-                seen += chunk
-            await trio.to_thread.run_sync(mosquitto.restart)
-            while chunk := await process.stdout.receive_some():
-                seen += chunk
-            errors = b""
-            while chunk := await process.stderr.receive_some():
-                errors += chunk
-            assert await process.wait() == 0, errors.decode()
-        finally:
-            with trio.CancelScope(shield=True):
-                if process.returncode is None:  # failed or timed out: never leave it running
-                    process.kill()
-                    await process.wait()
-                for pipe in (process.stdout, process.stderr):
-                    if pipe is not None:
-                        await pipe.aclose()
-    assert errors == b""
-    lines = seen.decode().splitlines()
+    argv = command("token_refresh.py", "mqtt://127.0.0.1:1", mosquitto.url)
+    # once a reading arrived, the restart makes a new connection (and token) necessary
+    lines = await output_across_restart(mosquitto, argv, b"received reading 1")
     port = mosquitto.port
     assert lines[:3] == [
         "trying 127.0.0.1:1 with token-1",
