@@ -5,26 +5,16 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.testing
+from broker_clients import options_for, wait_received
 
 from trio_mqtt import (
     ConnectionLost,
     InvalidOptionError,
-    MqttConnection,
     MqttOptions,
     QoS,
     open_mqtt_connection,
 )
 from trio_mqtt.testing import MosquittoBroker, open_fault_proxy
-
-
-def options_for(broker: MosquittoBroker, client_id: str) -> MqttOptions:
-    return MqttOptions(client_id, broker.host, broker.port)
-
-
-async def wait_received(conn: MqttConnection, count: int) -> None:
-    """Wait until ``count`` PUBLISH packets arrived (they are buffered as they are decoded)."""
-    while conn.statistics().publishes_received < count:  # noqa: ASYNC110 - a counter, no event
-        await trio.sleep(0.005)
 
 
 async def test_batches_hold_every_buffered_message_in_order(mosquitto: MosquittoBroker) -> None:

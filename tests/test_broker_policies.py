@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 import trio
+from broker_clients import options_for
 from test_batches import wait_received
 
 from trio_mqtt import (
     ConnectionRefused,
-    MqttOptions,
     ProtocolVersion,
     QoS,
     RequestsDone,
@@ -27,10 +27,6 @@ from trio_mqtt import (
 from trio_mqtt.testing import MosquittoBroker
 
 VERSIONS = [ProtocolVersion.V311, ProtocolVersion.V5]
-
-
-def options_for(broker: MosquittoBroker, client_id: str, **kwargs: Any) -> MqttOptions:
-    return MqttOptions(client_id, broker.host, broker.port, **kwargs)
 
 
 @pytest.mark.parametrize("version", VERSIONS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+from broker_clients import options_for
 
 from trio_mqtt import (
     ConnectionClosed,
@@ -11,7 +12,6 @@ from trio_mqtt import (
     Incoming,
     InvalidTopicError,
     MqttError,
-    MqttOptions,
     Outgoing,
     ProtocolVersion,
     Publish,
@@ -24,10 +24,6 @@ from trio_mqtt.sansio import ConnAck, PacketType
 from trio_mqtt.testing import MosquittoBroker
 
 VERSIONS = [ProtocolVersion.V311, ProtocolVersion.V5]
-
-
-def options_for(broker: MosquittoBroker, client_id: str, **kwargs: object) -> MqttOptions:
-    return MqttOptions(client_id, broker.host, broker.port, **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("version", VERSIONS)

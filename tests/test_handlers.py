@@ -11,13 +11,12 @@ from collections import defaultdict
 import pytest
 import trio
 import trio.testing
+from broker_clients import options_for, wait_received
 from hypothesis import given, settings, strategies as st
 
 from trio_mqtt import (
     ConnectionClosed,
     InvalidOptionError,
-    MqttConnection,
-    MqttOptions,
     ProtocolVersion,
     Publish,
     QoS,
@@ -25,16 +24,6 @@ from trio_mqtt import (
 )
 from trio_mqtt._handlers import run_ordered
 from trio_mqtt.testing import MosquittoBroker
-
-
-def options_for(broker: MosquittoBroker, client_id: str, **kwargs: object) -> MqttOptions:
-    return MqttOptions(client_id, broker.host, broker.port, **kwargs)  # type: ignore[arg-type]
-
-
-async def wait_received(conn: MqttConnection, count: int) -> None:
-    """Wait until ``count`` PUBLISH packets arrived on ``conn``."""
-    while conn.statistics().publishes_received < count:  # noqa: ASYNC110 - a counter, no event
-        await trio.sleep(0.005)
 
 
 async def test_order_per_key_is_kept_with_random_handler_delays(

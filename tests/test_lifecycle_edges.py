@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from broker_clients import options_for
 from fake_broker import FakeBroker, ScriptedPeer
 
 from trio_mqtt import (
@@ -32,10 +33,6 @@ from trio_mqtt.testing import MosquittoBroker
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
-
-
-def options_for(broker: MosquittoBroker, client_id: str, **kwargs: Any) -> MqttOptions:
-    return MqttOptions(client_id, broker.host, broker.port, **kwargs)
 
 
 async def every_request_is_refused(client: Any, error: type[BaseException]) -> None:

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 import trio
+from broker_clients import options_for
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -20,7 +21,6 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from trio_mqtt import (
     ConnectionStatistics,
-    MqttOptions,
     Properties,
     ProtocolVersion,
     Publish,
@@ -29,10 +29,6 @@ from trio_mqtt import (
 )
 from trio_mqtt.otel import GAUGES, MqttTelemetry
 from trio_mqtt.testing import MosquittoBroker
-
-
-def options_for(broker: MosquittoBroker, client_id: str, **kwargs: object) -> MqttOptions:
-    return MqttOptions(client_id, broker.host, broker.port, **kwargs)  # type: ignore[arg-type]
 
 
 def tracing() -> tuple[MqttTelemetry, InMemorySpanExporter, TracerProvider]:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from broker_clients import options_for
 
 from trio_mqtt import (
     ConnectionClosed,
@@ -67,10 +68,6 @@ def no_thread_left() -> Iterator[None]:
     assert loop_threads() == []
     yield
     assert loop_threads() == []
-
-
-def options_for(broker: MosquittoBroker, client_id: str, **kwargs: object) -> MqttOptions:
-    return MqttOptions(client_id, broker.host, broker.port, **kwargs)  # type: ignore[arg-type]
 
 
 def recv_until(
