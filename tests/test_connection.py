@@ -209,6 +209,25 @@ async def test_poll_nowait_returns_buffered_events_only(mosquitto: MosquittoBrok
             assert isinstance(conn.poll_nowait(), Outgoing)
 
 
+async def test_an_event_read_sees_a_publish_made_in_the_same_step(
+    mosquitto: MosquittoBroker,
+) -> None:
+    # an untracked publish leaves its Outgoing event for the writer; a read that comes before
+    # the writer's step must still see it (no checkpoint between the two calls here)
+    with trio.fail_after(10):
+        async with open_mqtt_connection(options_for(mosquitto, "same-step")) as conn:
+            while True:
+                try:
+                    conn.poll_nowait()
+                except trio.WouldBlock:
+                    break
+            conn.client.publish_nowait("same/step", b"x")
+            event = conn.poll_nowait()
+            assert isinstance(event, Outgoing)
+            assert isinstance(event.packet, Publish)
+            assert event.packet.topic == "same/step"
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 async def test_manual_acks_control_redelivery(
     mosquitto: MosquittoBroker, version: ProtocolVersion

@@ -200,18 +200,22 @@ class EventLoop:
 
     async def next_event(self) -> object:
         """The next event (or :class:`~trio_mqtt._dispatch.Failure`), waiting for one."""
+        self._collect_pending()
         return await self._router.events.get()
 
     async def wait_for_message(self) -> None:
         """Wait until an incoming message (or a connection error, or the end) is buffered."""
+        self._collect_pending()
         await self._router.events.wait_for_message()
 
     def next_event_nowait(self) -> object:
         """The next buffered event; :class:`trio.WouldBlock` when none."""
+        self._collect_pending()
         return self._router.events.get_nowait()
 
     def take_messages(self, out: list[Publish], limit: int) -> None:
         """Move up to ``limit`` buffered incoming messages to ``out`` without waiting."""
+        self._collect_pending()
         self._router.events.take_messages(out, limit)
 
     def open_route(self, topic_filter: str, capacity: int, overflow: Overflow) -> Route:
@@ -349,6 +353,15 @@ class EventLoop:
             # the store holds events back while an incoming QoS 2 id is not yet durable
             events = self._store.record(events)
         self._router.deliver(events)
+
+    def _collect_pending(self) -> None:
+        """Collect what admission left for the writer, so a reader sees every event so far.
+
+        A publish that went straight to the wire leaves its Outgoing event in the state
+        machine until the writer takes the bytes; whoever reads events first collects it.
+        """
+        if self._state.has_events():
+            self._collect()
 
     def _store_changed(self) -> None:
         """A commit let queued publishes out (or refused them): collect and send."""

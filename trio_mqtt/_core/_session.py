@@ -358,6 +358,10 @@ class _SessionBase:
         self._out = []
         return out[0] if len(out) == 1 else b"".join(out)
 
+    def has_events(self) -> bool:
+        """True when :meth:`take_events` would return events."""
+        return bool(self._events)
+
     def take_events(self) -> list[Event]:
         """Return the events produced since the last call, oldest first."""
         events = self._events
