@@ -179,3 +179,25 @@ def test_every_blocking_request_has_a_nowait_twin_with_its_arguments(cls: type) 
         twin = methods.get(f"{name}_nowait")
         assert twin is not None, f"{cls.__name__}.{name} has no {name}_nowait"
         assert str(twin.parameters) == str(methods[name].parameters), name
+
+
+#: (class, method) -> the annotation its return must name: reads of events are typed with the
+#: public event union, never ``object``
+EVENT_READS = [
+    (trio_mqtt.MqttConnection, "poll", "ConnectionEvent"),
+    (trio_mqtt.MqttConnection, "poll_nowait", "ConnectionEvent"),
+    (trio_mqtt.MqttConnection, "__anext__", "ConnectionEvent"),
+    (sync.Connection, "recv", "ConnectionEvent"),
+    (sync.Connection, "recv_timeout", "ConnectionEvent"),
+    (sync.Connection, "try_recv", "ConnectionEvent | None"),
+    (sync.Connection, "iter", "Iterator[ConnectionEvent | MqttError]"),
+    (sync.Connection, "__iter__", "Iterator[ConnectionEvent | MqttError]"),
+]
+
+
+@pytest.mark.parametrize(("cls", "name", "annotation"), EVENT_READS)
+def test_event_reads_are_typed_with_the_public_event_union(
+    cls: type, name: str, annotation: str
+) -> None:
+    returned = inspect.signature(getattr(cls, name)).return_annotation
+    assert returned == annotation, f"{cls.__name__}.{name} returns {returned}"

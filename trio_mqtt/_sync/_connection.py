@@ -14,7 +14,7 @@ import trio
 
 from .._connection import ConnectionStatistics, MqttConnection
 from .._core._errors import ConnectionClosed, MqttError, RequestsDone
-from .._core._events import Incoming
+from .._core._events import ConnectionEvent, Incoming
 from .._core._packets import Publish
 from .._options import MqttOptions
 from ._client import Client
@@ -42,11 +42,11 @@ class Connection:
     def __init__(self, loop: _Loop) -> None:
         self._loop = loop
         self._end: MqttError | None = None
-        self._prefetched: deque[object] = deque()
+        self._prefetched: deque[_Fetched] = deque()
         self._finalizer = weakref.finalize(self, loop.request_stop, graceful=True)
 
     # ------------------------------------------------------------------ reading
-    def recv(self) -> object:
+    def recv(self) -> ConnectionEvent:
         """Block until the next event and return it.
 
         Raises:
@@ -56,18 +56,22 @@ class Connection:
             ~trio_mqtt.RequestsDone: every client handle was closed (the session is over).
             ~trio_mqtt.ConnectionClosed: the connection was closed (the session is over).
         """
-        return self._read(True, None)
+        event = self._read(True, None)
+        assert event is not None  # a waiting read returns an event or raises
+        return event
 
-    def recv_timeout(self, seconds: float) -> object:
+    def recv_timeout(self, seconds: float) -> ConnectionEvent:
         """Like :meth:`recv`, but raise :class:`TimeoutError` after ``seconds`` without events.
 
         A timeout loses nothing: an event that arrives later is returned by the next read.
         """
         if not seconds >= 0:
             raise ValueError(f"timeout must be a number of seconds >= 0, got {seconds!r}")
-        return self._read(True, seconds)
+        event = self._read(True, seconds)
+        assert event is not None  # a waiting read returns an event or raises
+        return event
 
-    def try_recv(self) -> object | None:
+    def try_recv(self) -> ConnectionEvent | None:
         """Return the next event if one is already buffered, else ``None``; never blocks.
 
         Raises a buffered connection error or the end of the session like :meth:`recv`. After a
@@ -75,7 +79,7 @@ class Connection:
         """
         return self._read(False, None)
 
-    def iter(self) -> Iterator[object]:
+    def iter(self) -> Iterator[ConnectionEvent | MqttError]:
         """Yield events until the session ends; connection errors are yielded too.
 
         Like rumqttc's iterator of ``Result`` items, a connection error is yielded as its
@@ -91,7 +95,7 @@ class Connection:
             except MqttError as exc:
                 yield exc
 
-    def __iter__(self) -> Iterator[object]:
+    def __iter__(self) -> Iterator[ConnectionEvent | MqttError]:
         return self.iter()
 
     def messages(self) -> Iterator[Publish]:
@@ -107,7 +111,7 @@ class Connection:
             if type(event) is Incoming and type(event.packet) is Publish:
                 yield event.packet
 
-    def _read(self, wait: bool, timeout: float | None) -> object | None:
+    def _read(self, wait: bool, timeout: float | None) -> ConnectionEvent | None:
         deadline = None if timeout is None else time.monotonic() + timeout
         prefetched = self._prefetched
         while True:
@@ -194,7 +198,11 @@ class _Raise:
     error: MqttError
 
 
-async def _fetch(loop: _Loop, out: deque[object], wait: bool, seconds: float | None) -> None:
+#: what a fetch moves to the caller's side: an event, or the error the read raises
+_Fetched = ConnectionEvent | _Raise
+
+
+async def _fetch(loop: _Loop, out: deque[_Fetched], wait: bool, seconds: float | None) -> None:
     """In the Trio thread: move the next events from the connection to ``out``.
 
     Takes every event that is already buffered (at most ``PREFETCH``), so one thread crossing
@@ -235,7 +243,7 @@ async def _fetch(loop: _Loop, out: deque[object], wait: bool, seconds: float | N
         lock.release()
 
 
-async def _take(connection: MqttConnection, out: deque[object]) -> None:
+async def _take(connection: MqttConnection, out: deque[_Fetched]) -> None:
     """Move the next event (or the error ``poll()`` raises) to ``out``; cancel-safe."""
     try:
         out.append(await connection.poll())
@@ -243,7 +251,7 @@ async def _take(connection: MqttConnection, out: deque[object]) -> None:
         out.append(_Raise(exc))
 
 
-def _take_nowait(connection: MqttConnection, out: deque[object]) -> bool:
+def _take_nowait(connection: MqttConnection, out: deque[_Fetched]) -> bool:
     """Move a buffered event (or error) to ``out``; False when nothing is buffered.
 
     Like ``poll()``, this also starts the reconnect that follows a reported connection error.
