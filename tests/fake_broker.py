@@ -19,6 +19,7 @@ if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
 from trio_mqtt.sansio import (
+    Auth,
     ConnAck,
     Connect,
     Disconnect,
@@ -26,6 +27,7 @@ from trio_mqtt.sansio import (
     PacketDecoder,
     PingReq,
     PingResp,
+    Properties,
     ProtocolVersion,
     PubAck,
     PubComp,
@@ -82,8 +84,8 @@ class ScriptedPeer:
 
     async def answer_all(self, received: set[bytes] | None = None) -> None:
         """Answer like a broker that never routes: ack every publish (adding its payload to
-        ``received``), complete QoS 2, grant subscriptions, answer pings; return on
-        DISCONNECT."""
+        ``received``), complete QoS 2, grant subscriptions, answer pings, accept every
+        re-authentication; return on DISCONNECT."""
         while True:
             packet = await self.receive()
             if isinstance(packet, Publish):
@@ -102,6 +104,9 @@ class ScriptedPeer:
                 await self.send(UnsubAck(packet.packet_id))
             elif isinstance(packet, PingReq):
                 await self.send(PingResp())
+            elif isinstance(packet, Auth):  # re-authentication: accepted (0x00)
+                method = packet.properties.authentication_method
+                await self.send(Auth(properties=Properties(authentication_method=method)))
             elif isinstance(packet, Disconnect):
                 return
 
