@@ -67,6 +67,7 @@ EMBEDDED_BROKER_TESTS = (
     "tests/test_store_crash_outbox.py",
     "tests/test_store_crash_subscriber.py",
     "tests/test_sync.py",
+    "tests/test_sync_lifecycle.py",
 )
 
 
