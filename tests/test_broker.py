@@ -142,6 +142,36 @@ async def test_a_subscriber_that_never_reads_does_not_hold_up_others() -> None:
                 assert len(broker.core.sessions["st"].queue) == 500
 
 
+async def test_a_client_that_sends_but_never_reads_is_not_read_either() -> None:
+    """PINGREQs from a client that never reads its PINGRESPs: the broker stops reading that
+    client once its output bound is full (TCP pushes back on the sender), instead of keeping
+    every answer in memory; other clients are served meanwhile."""
+    with trio.fail_after(20):
+        config = BrokerConfig(max_output_bytes=16 * 1024)
+        async with open_mqtt_broker(config=config) as broker:
+            flooder = trio.socket.socket()
+            flooder.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            await flooder.connect((broker.host, broker.port))
+            with flooder:
+                await flooder.send(b"\x10\x0e\x00\x04MQTT\x04\x02\x00\x3c\x00\x02fl")
+                assert await flooder.recv(4) == b"\x20\x02\x00\x00"
+                chunk = b"\xc0\x00" * 32768  # 64 KiB of PINGREQ
+                sent = 0
+                limit = 8 * 1024 * 1024  # the broker would read all of it without the bound
+                while sent < limit:
+                    with trio.move_on_after(1.0):
+                        sent += await flooder.send(chunk)
+                        continue
+                    break  # one second without the broker taking a byte: it pushed back
+                assert sent < limit
+                received = broker.statistics().bytes_received
+                options = MqttOptions("other", broker.host, broker.port)
+                assert await round_trip(options) == b"through"
+                await trio.sleep(0.2)
+                # it still reads nothing more from the flooder
+                assert broker.statistics().bytes_received - received < 1024
+
+
 async def test_tls_websocket_and_unix_listeners(tmp_path: Path) -> None:
     ca = trustme.CA()
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -554,12 +554,38 @@ def test_v5_outgoing_topic_aliases_up_to_the_clients_maximum() -> None:
     sub = Peer(b, 5)
     sub.connect("s", properties=Properties(topic_alias_maximum=1))
     sub.subscribe("#")
-    for topic in ("a/b", "a/b", "c/d"):
+    for topic in ("a/b", "a/b", "c/d", "a/b"):
         b.publish(topic, b"m", now=0.0)
-    first, second, third = sub.messages()
+    first, second, third, fourth = sub.messages()
     assert (first.topic, first.properties.topic_alias) == ("a/b", 1)
     assert (second.topic, second.properties.topic_alias) == ("", 1)
-    assert (third.topic, third.properties.topic_alias) == ("c/d", None)
+    # the only alias the client allows is handed on, each time with the topic name
+    assert (third.topic, third.properties.topic_alias) == ("c/d", 1)
+    assert (fourth.topic, fourth.properties.topic_alias) == ("a/b", 1)
+
+
+def test_v5_outgoing_alias_of_the_least_recently_used_topic_is_reassigned() -> None:
+    b = broker()
+    sub = Peer(b, 5)
+    sub.connect("lru", properties=Properties(topic_alias_maximum=2))
+    sub.subscribe("#")
+    for topic in ("a", "b", "a", "c", "b", "c"):
+        b.publish(topic, b"m", now=0.0)
+    got = [(p.topic, p.properties.topic_alias) for p in sub.messages()]
+    # c takes b's alias (a was used since), then b takes a's
+    assert got == [("a", 1), ("b", 2), ("", 1), ("c", 2), ("b", 1), ("", 2)]
+
+
+def test_v5_message_dropped_as_too_large_does_not_take_an_alias() -> None:
+    b = broker()
+    sub = Peer(b, 5)
+    sub.connect("small", properties=Properties(topic_alias_maximum=2, maximum_packet_size=64))
+    sub.subscribe("#")
+    b.publish("t", b"x" * 100, now=0.0)  # dropped for this client (MQTT-3.1.2-25)
+    b.publish("t", b"small", now=0.0)
+    (only,) = sub.messages()
+    assert (only.topic, only.payload, only.properties.topic_alias) == ("t", b"small", 1)
+    assert b.statistics().dropped_too_large == 1
 
 
 def test_v5_client_receive_maximum_limits_messages_in_flight() -> None:
@@ -657,6 +683,59 @@ def test_malformed_packets_close_with_the_reason_code(data: bytes, code: int) ->
     assert peer.conn.closed
     assert peer.recv()[-1] == Disconnect(code)
     assert b.statistics().internal_errors == 0
+
+
+def _connect_bytes(version: int, flags: int, properties: bytes = b"\x00") -> bytes:
+    body = b"\x00\x04MQTT" + bytes([version, flags]) + b"\x00\x3c"
+    body += (properties if version == 5 else b"") + b"\x00\x01c"
+    return bytes([0x10, len(body)]) + body
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (_connect_bytes(5, 0x03), ReasonCode.MALFORMED_PACKET),  # reserved flag set
+        (_connect_bytes(5, 0x1A), ReasonCode.MALFORMED_PACKET),  # will QoS 3 without a will
+        (_connect_bytes(5, 0x02, b"\x03\x21\x00\x00"), ReasonCode.PROTOCOL_ERROR),  # RM 0
+    ],
+)
+def test_v5_connect_that_cannot_be_accepted_gets_connack_with_the_reason(
+    data: bytes, code: int
+) -> None:
+    b = broker(max_packet_size=1024)
+    peer = Peer(b, 5)
+    for byte in range(len(data)):  # one byte at a time: the level is read across chunks
+        peer.send_bytes(data[byte : byte + 1])
+    assert peer.conn.closed
+    assert peer.recv() == [ConnAck(False, code)]
+    assert b.statistics().protocol_errors == 1
+
+
+def test_v5_connect_too_large_gets_connack_packet_too_large() -> None:
+    b = broker(max_packet_size=1024)
+    peer = Peer(b, 5)
+    peer.send_bytes(b"\x10\xff\xff\x7f\x00\x04MQTT\x05\x02")  # announces 2 MiB
+    assert peer.conn.closed
+    assert peer.recv() == [ConnAck(False, ReasonCode.PACKET_TOO_LARGE)]
+
+
+def test_v311_connect_that_cannot_be_accepted_is_closed_silently() -> None:
+    b = broker()
+    peer = Peer(b, 4)
+    peer.send_bytes(_connect_bytes(4, 0x03))
+    assert peer.conn.closed
+    assert peer.conn.data_to_send() == b""  # 3.1.1 has no return code for a malformed CONNECT
+
+
+def test_a_client_that_does_not_read_stops_being_read() -> None:
+    b = broker(max_output_bytes=100)
+    peer = Peer(b, 4)
+    peer.connect("flood")
+    assert peer.conn.wants_data
+    peer.send(*[PingReq()] * 60)  # 120 bytes of PINGRESP owed
+    assert not peer.conn.wants_data
+    assert peer.recv() == [PingResp()] * 60
+    assert peer.conn.wants_data
 
 
 def test_oversized_packet_is_refused_before_its_body() -> None:

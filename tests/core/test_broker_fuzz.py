@@ -13,6 +13,7 @@ from trio_mqtt._core._packets import (
     Connect,
     Disconnect,
     Packet,
+    Properties,
     ProtocolVersion,
     PubComp,
     Publish,
@@ -233,3 +234,40 @@ def test_router_matches_every_filter_and_one_member_per_shared_group(
         router.remove(route)
     assert router.route(topic) == []
     assert router.subscription_count == 0
+
+
+@SETTINGS
+@given(
+    maximum=st.integers(1, 4),
+    sends=st.lists(
+        st.tuples(st.sampled_from(["a", "b", "c/d", "e", "$x", "f/g/h"]), st.booleans()),
+        max_size=40,
+    ),
+)
+def test_outgoing_topic_aliases_always_resolve_to_the_published_topic(
+    maximum: int, sends: list[tuple[str, bool]]
+) -> None:
+    """A client that keeps the alias table as MQTT 5 says (a name with an alias sets it, an
+    empty name uses it) reads back every topic it was sent, whatever the order of topics and
+    whichever messages are dropped as too large for it; no alias exceeds its maximum."""
+    v5 = ProtocolVersion.V5
+    broker = Broker(BrokerConfig())
+    conn = broker.new_connection(0.0)
+    limits = Properties(topic_alias_maximum=maximum, maximum_packet_size=100)
+    conn.receive_data(encode(Connect("alias", v5, properties=limits), v5), 0.0)
+    conn.receive_data(encode(Subscribe(1, (Subscription("#"), Subscription("$x"))), v5), 0.0)
+    decoder = PacketDecoder(v5)
+    decoder.decode(conn.data_to_send())  # CONNACK, SUBACK
+    table: dict[int, str] = {}
+    received: list[str] = []
+    for topic, too_large in sends:
+        broker.publish(topic, b"x" * (200 if too_large else 4), now=0.0)
+        for packet in decoder.decode(conn.data_to_send()):
+            assert isinstance(packet, Publish)
+            alias = packet.properties.topic_alias
+            assert alias is not None
+            assert 1 <= alias <= maximum
+            if packet.topic:
+                table[alias] = packet.topic
+            received.append(packet.topic or table[alias])
+    assert received == [topic for topic, too_large in sends if not too_large]

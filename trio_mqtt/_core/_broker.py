@@ -45,6 +45,7 @@ input can take the broker down.
 
 from __future__ import annotations
 
+import hmac
 import itertools
 import math
 import os
@@ -53,6 +54,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
+from ._broker_aliases import OutgoingAliases
 from ._codec import PacketDecoder, encode, encoded_size
 from ._errors import MalformedPacketError
 from ._packets import (
@@ -98,6 +100,8 @@ __all__ = [
 NEVER = 0xFFFFFFFF
 _MAX_PACKET_ID = 0xFFFF
 _V311_REFUSED_VERSION = b"\x20\x02\x00\x01"
+#: bytes kept from the start of a connection: enough for CONNECT's fixed header and level
+_HEAD_SIZE = 12
 _V5 = ProtocolVersion.V5
 _V311 = ProtocolVersion.V311
 _QOS = (QoS.AT_MOST_ONCE, QoS.AT_LEAST_ONCE, QoS.EXACTLY_ONCE)
@@ -303,6 +307,18 @@ class _Target:
     qos: int
     retain: bool
     ids: list[int] = field(default_factory=list)
+
+
+def _announces_v5(head: bytes) -> bool:
+    """Whether ``head``, the first bytes of a connection, start a CONNECT of protocol level 5
+    (fixed header, remaining length, protocol name ``MQTT``, level byte)."""
+    if not head or head[0] != 0x10:
+        return False
+    index = 1
+    while index < len(head) and index <= 4 and head[index] & 0x80:
+        index += 1
+    start = index + 1
+    return head[start : start + 7] == b"\x00\x04MQTT\x05"
 
 
 class _Violation(Exception):
@@ -625,8 +641,10 @@ class BrokerConnection:
         self._window = broker.config.max_inflight
         self._client_max_packet: int | None = None
         self._alias_max = 0
-        self._out_aliases: dict[str, int] = {}
+        self._out_aliases = OutgoingAliases(0)
         self._in_aliases: dict[int, str] = {}
+        #: the first bytes received, to tell the protocol level of a CONNECT that fails to decode
+        self._head = b""
         #: why the connection was closed (a reason code), once it is
         self.close_reason: int | None = None
 
@@ -658,10 +676,20 @@ class BrokerConnection:
             return self._created + self._config.connect_timeout
         return None
 
+    @property
+    def wants_data(self) -> bool:
+        """False while :attr:`BrokerConfig.max_output_bytes` or more wait for the writer: the
+        I/O layer stops reading from this client until :meth:`data_to_send` takes them, so a
+        client that keeps sending but never reads its acknowledgements (or PINGRESPs) cannot
+        make them pile up in the broker."""
+        return self._out_size < self._config.max_output_bytes
+
     def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> None:
         """Process bytes received from the client."""
         if self._state is _State.CLOSED or not data:
             return
+        if self._state is _State.AWAIT_CONNECT and len(self._head) < _HEAD_SIZE:
+            self._head += bytes(data[: _HEAD_SIZE - len(self._head)])
         broker = self.broker
         broker._stats.bytes_received += len(data)
         broker._now = now
@@ -757,6 +785,8 @@ class BrokerConnection:
         else:
             remaining = 0
         props = message.properties
+        alias = 0
+        known = False
         if self.version is _V5:
             if remaining or ids or self._alias_max:
                 changes: dict[str, object] = {}
@@ -765,23 +795,21 @@ class BrokerConnection:
                 if ids:
                     changes["subscription_identifiers"] = ids
                 if self._alias_max:
-                    alias = self._out_aliases.get(topic)
-                    if alias is not None:
-                        changes["topic_alias"] = alias
-                        topic = ""
-                    elif len(self._out_aliases) < self._alias_max:
-                        alias = len(self._out_aliases) + 1
-                        self._out_aliases[topic] = alias
-                        changes["topic_alias"] = alias
+                    alias, known = self._out_aliases.choose(topic)
+                    changes["topic_alias"] = alias
                 props = replace(props, **changes)  # type: ignore[arg-type]
         else:
             props = NO_PROPERTIES
-        packet = Publish(topic, message.payload, _QOS[qos], retain, dup, packet_id, props)
+        packet = Publish(
+            "" if known else topic, message.payload, _QOS[qos], retain, dup, packet_id, props
+        )
         limit = self._client_max_packet
         if limit is not None and encoded_size(packet, self.version) > limit:
             stats.messages_dropped += 1
             stats.dropped_too_large += 1  # MQTT-3.1.2-25: discarded as if sent
-            return False
+            return False  # the alias table is left as it was: the client never saw this one
+        if alias:
+            self._out_aliases.commit(topic, alias)
         self._send(packet)
         stats.messages_sent += 1
         return True
@@ -818,6 +846,10 @@ class BrokerConnection:
         if self._state is _State.AWAIT_CONNECT:
             if code == ReasonCode.UNSUPPORTED_PROTOCOL_VERSION:
                 self._send_raw(_V311_REFUSED_VERSION)
+            elif _announces_v5(self._head):
+                # MQTT 5 lets the server say why a CONNECT it could not accept is refused
+                # (3.1.4, 4.13.1): a CONNACK with the reason code, then the close
+                self._send_raw(encode(ConnAck(False, code), _V5))
             self._close(None, now, publish_will=False, reason=code)
             return
         self._close(code, now, publish_will=True)
@@ -910,7 +942,11 @@ class BrokerConnection:
             return bool(config.authenticate(packet.client_id, packet.username, packet.password))
         if config.users is not None:
             expected = config.users.get(packet.username)
-            return expected is not None and packet.password == expected.encode()
+            return (
+                packet.password is not None
+                and expected is not None
+                and (hmac.compare_digest(packet.password, expected.encode()))
+            )
         return True
 
     def _on_connect(self, packet: Connect, now: float) -> None:
@@ -918,6 +954,7 @@ class BrokerConnection:
         config = self._config
         version = packet.protocol_version
         self.version = version
+        self._head = b""  # CONNECT decoded: its version is known
         self._decoder.version = version
         props = packet.properties
         v5 = version is _V5
@@ -993,6 +1030,7 @@ class BrokerConnection:
             self._window = min(props.receive_maximum or 65535, config.max_inflight)
             self._client_max_packet = props.maximum_packet_size
             self._alias_max = props.topic_alias_maximum or 0
+            self._out_aliases = OutgoingAliases(self._alias_max)
             server_ka = config.server_keep_alive
             if server_ka is not None and server_ka != packet.keep_alive:
                 self.keep_alive = server_ka

@@ -95,6 +95,8 @@ class _Link:
     event: trio.Event = field(default_factory=trio.Event)
     #: the scope of the send in progress, so that closing can bound it
     sending: trio.CancelScope | None = None
+    #: made by a reader waiting on a full output, set by the writer when it takes the bytes
+    taken: trio.Event | None = None
 
 
 class MqttBroker:
@@ -248,6 +250,11 @@ class MqttBroker:
         conn = link.conn
         stream = link.stream
         while True:
+            while not conn.wants_data and not conn.closed:
+                # the client is not reading what we owe it: stop reading it too (TCP pushes
+                # back on it) until the writer has taken the bytes
+                link.taken = taken = trio.Event()
+                await taken.wait()
             try:
                 data = await stream.receive_some(_RECEIVE_SIZE)
             except _STREAM_ERRORS:
@@ -259,8 +266,6 @@ class MqttBroker:
             if not conn.closed:
                 conn.receive_data(data, trio.current_time())
                 self._wake()
-                if conn.keep_alive:
-                    pass  # the ticker reads the new deadline on its next round
 
     async def _writer(self, link: _Link, scope: trio.CancelScope) -> None:
         conn = link.conn
@@ -269,6 +274,9 @@ class MqttBroker:
             while True:
                 data = conn.data_to_send()
                 if data:
+                    if link.taken is not None:
+                        link.taken.set()
+                        link.taken = None
                     deadline = trio.current_time() + FLUSH_TIMEOUT if conn.closed else math.inf
                     with trio.CancelScope(deadline=deadline) as sending:
                         link.sending = sending
