@@ -8,10 +8,12 @@ from broker_peer import Peer
 from trio_mqtt._core._broker import Broker, BrokerConfig
 from trio_mqtt._core._packets import (
     ConnAck,
+    Connect,
     Disconnect,
     PingReq,
     PingResp,
     Properties,
+    ProtocolVersion,
     PubAck,
     PubComp,
     Publish,
@@ -20,6 +22,7 @@ from trio_mqtt._core._packets import (
     QoS,
     RetainHandling,
     SubAck,
+    Subscribe,
     Subscription,
     UnsubAck,
     Unsubscribe,
@@ -760,6 +763,26 @@ def test_unsupported_protocol_level_gets_connack_1() -> None:
     peer.send_bytes(b"\x10\x0c\x00\x04MQTT\x03\x02\x00\x3c\x00\x00")
     assert peer.conn.closed
     assert peer.conn.data_to_send() == b"\x20\x02\x00\x01"
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_packets_sent_with_connect_in_one_chunk_are_decoded_in_its_version(version: int) -> None:
+    """A client need not wait for CONNACK: a SUBSCRIBE and a PUBLISH in the same bytes as an
+    MQTT 5 CONNECT have MQTT 5 properties, which a 3.1.1 decoder would take as malformed."""
+    b = broker()
+    peer = Peer(b, version)
+    protocol = ProtocolVersion(version)
+    packets = (
+        Connect("eager", protocol),
+        Subscribe(1, (Subscription("eager/t", QoS.AT_LEAST_ONCE),)),
+        Publish("eager/t", b"early", QoS.AT_LEAST_ONCE, packet_id=2),
+    )
+    peer.send(*packets)
+    got = peer.recv()
+    assert [type(p) for p in got] == [ConnAck, SubAck, PubAck, Publish]
+    assert got[0].reason_code == 0  # type: ignore[union-attr]
+    assert got[3].payload == b"early"  # type: ignore[union-attr]
+    assert not peer.conn.closed
 
 
 def test_second_connect_is_a_protocol_error() -> None:

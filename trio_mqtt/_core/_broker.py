@@ -694,6 +694,9 @@ class BrokerConnection:
         broker._stats.bytes_received += len(data)
         broker._now = now
         self._last_received = now
+        if self._state is _State.AWAIT_CONNECT:
+            self._receive_one_by_one(data, now)
+            return
         try:
             packets = self._decoder.decode(data)
         except MalformedPacketError as exc:
@@ -706,13 +709,39 @@ class BrokerConnection:
         for packet in packets:
             if self.closed:
                 return
+            self._handle_guarded(packet, now)
+
+    def _receive_one_by_one(self, data: bytes | bytearray | memoryview, now: float) -> None:
+        """Until CONNECT is handled the decoder does not know the protocol version, so packets
+        are taken out one at a time: those that follow CONNECT in the same bytes (a client
+        need not wait for CONNACK) are then decoded in the version it announced."""
+        decoder = self._decoder
+        while not self.closed:
             try:
-                self._handle(packet, now)
-            except _Violation as exc:
-                self._protocol_failure(exc.code, now)
+                if data:
+                    decoder.feed(data)
+                    data = b""
+                packet = decoder.next_packet()
+            except MalformedPacketError as exc:
+                self._protocol_failure(exc.reason_code, now)
+                return
             except Exception:
-                broker._stats.internal_errors += 1
+                self.broker._stats.internal_errors += 1
                 self._protocol_failure(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR, now)
+                return
+            if packet is None:
+                return
+            self._handle_guarded(packet, now)
+
+    def _handle_guarded(self, packet: Packet, now: float) -> None:
+        """Handle one packet; a violation or an unexpected error closes this connection only."""
+        try:
+            self._handle(packet, now)
+        except _Violation as exc:
+            self._protocol_failure(exc.code, now)
+        except Exception:
+            self.broker._stats.internal_errors += 1
+            self._protocol_failure(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR, now)
 
     def data_to_send(self) -> bytes:
         """The bytes to write now (possibly empty); queued messages are moved in as the window
