@@ -1,8 +1,10 @@
 """Interoperability scenarios with paho-mqtt as the client, against mosquitto and the embedded
 broker alike: the behaviours the Eclipse Paho interoperability suite exercises (retained
 messages, offline queueing, wills, empty client ids, ``$`` topics, overlapping subscriptions,
-redelivery, and for MQTT 5 subscription options, identifiers, topic aliases, flow control,
-request/response, shared subscriptions, expiry). Written here from the specification."""
+redelivery, unsubscribe, access refused, and for MQTT 5 subscription options, identifiers, topic
+aliases both ways, flow control (Receive Maximum), Maximum Packet Size, Server Keep Alive,
+request/response, shared subscriptions, message and session expiry, will delay). Written here
+from the specification."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -26,10 +29,25 @@ WAIT = 5.0
 
 
 @pytest.fixture(params=["mosquitto", "embedded"])
-def broker(request: pytest.FixtureRequest) -> Iterator[Any]:
-    made = MosquittoBroker() if request.param == "mosquitto" else EmbeddedBroker()
-    with made:
-        yield made
+def broker_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+    """Start brokers of the parametrised kind with MosquittoBroker options (closed after)."""
+    made: list[Any] = []
+
+    def make(**options: Any) -> Any:
+        kind = MosquittoBroker if request.param == "mosquitto" else EmbeddedBroker
+        started = kind(**options)
+        made.append(started)
+        started.start()
+        return started
+
+    yield make
+    for started in made:
+        started.close()
+
+
+@pytest.fixture
+def broker(broker_factory: Callable[..., Any]) -> Any:
+    return broker_factory()
 
 
 class Paho:
@@ -42,6 +60,7 @@ class Paho:
         self.messages: queue.Queue[paho.MQTTMessage] = queue.Queue()
         self.connack: queue.Queue[tuple[Any, Any, Any]] = queue.Queue()
         self.acks: queue.Queue[Any] = queue.Queue()
+        self.unsubacks: queue.Queue[Any] = queue.Queue()
         self.disconnected = threading.Event()
         self.will: tuple[Any, ...] | None = None
         self.client = self._make(clean=True)
@@ -58,6 +77,7 @@ class Paho:
         client.on_message = lambda c, u, m: self.messages.put(m)
         client.on_connect = lambda c, u, f, rc, p: self.connack.put((f, rc, p))
         client.on_subscribe = lambda c, u, mid, codes, p: self.acks.put(codes)
+        client.on_unsubscribe = lambda c, u, mid, codes, p: self.unsubacks.put(codes)
         client.on_disconnect = lambda c, u, f, rc, p: self.disconnected.set()
         return client
 
@@ -91,6 +111,10 @@ class Paho:
         else:
             self.client.subscribe(topic, qos, **kwargs)
         return self.acks.get(timeout=WAIT)
+
+    def unsubscribe(self, topic: str) -> Any:
+        self.client.unsubscribe(topic)
+        return self.unsubacks.get(timeout=WAIT)
 
     def publish(
         self,
@@ -233,6 +257,46 @@ def test_will_message_on_abrupt_close(clients: Callable[..., Paho]) -> None:
     (message,) = watcher.take(1)
     assert message.payload == b"client died"
     watcher.disconnect()
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_unsubscribe_stops_only_that_subscription(
+    clients: Callable[..., Paho], version: int
+) -> None:
+    c = clients("unsub", version)
+    c.connect()
+    c.subscribe([("unsub/a", 1), ("unsub/b", 1), ("unsub/c", 1)])
+    c.unsubscribe("unsub/b")
+    for topic in ("unsub/a", "unsub/b", "unsub/c"):
+        c.publish(topic, topic.encode(), 1)
+    got = c.take(2)
+    assert sorted(m.topic for m in got) == ["unsub/a", "unsub/c"]
+    c.nothing()
+    c.disconnect()
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_acl_keeps_what_a_client_may_not_read_or_write(
+    broker_factory: Callable[..., Any], tmp_path: Path, version: int
+) -> None:
+    """mosquitto's acl_file semantics, which the embedded broker follows: SUBSCRIBE is granted,
+    but only readable topics are delivered, and a publish to a topic the client may not write
+    reaches no one."""
+    acl = tmp_path / "acl"
+    acl.write_text("topic readwrite allowed/#\ntopic read readonly/#\n", encoding="utf-8")
+    broker = broker_factory(extra_config=[f"acl_file {acl}"])
+    c = Paho(broker, "acl-client", version)
+    try:
+        c.connect()
+        c.subscribe([("allowed/#", 1), ("hidden/#", 1), ("readonly/#", 1)])
+        c.publish("hidden/x", b"not readable", 1)
+        c.publish("readonly/x", b"not writable", 1)
+        c.publish("allowed/x", b"fine", 1)
+        (message,) = c.take(1)
+        assert (message.topic, message.payload) == ("allowed/x", b"fine")
+        c.nothing()
+    finally:
+        c.close()
 
 
 def test_zero_length_client_id(broker: Any) -> None:
@@ -494,3 +558,152 @@ def test_v5_server_disconnects_a_second_connection_with_the_same_id(
     second.connect()
     assert first.disconnected.wait(WAIT)
     second.disconnect()
+
+
+def test_v5_session_expiry_keeps_and_then_forgets_the_session(
+    clients: Callable[..., Paho],
+) -> None:
+    short = props(PacketTypes.CONNECT, SessionExpiryInterval=1)
+    c = clients("expiring5", 5)
+    c.connect(clean=True, properties=short)
+    c.subscribe("se/t", 1)
+    c.disconnect()
+    again = clients("expiring5", 5)
+    flags, _, _ = again.connect(clean=False, properties=short)
+    assert flags.session_present  # reconnected within the interval
+    again.disconnect()
+    time.sleep(2.5)  # the expiry interval itself is what is being tested
+    late = clients("expiring5", 5)
+    flags, _, _ = late.connect(clean=False, properties=short)
+    assert not flags.session_present
+    late.disconnect(props(PacketTypes.DISCONNECT, SessionExpiryInterval=0))
+
+
+def test_v5_message_larger_than_the_clients_maximum_packet_size_is_not_sent(
+    clients: Callable[..., Paho],
+) -> None:
+    c = clients("maxpacket5", 5)
+    c.connect(properties=props(PacketTypes.CONNECT, MaximumPacketSize=64))
+    c.subscribe("mp/t", 1)
+    sender = clients("mp-sender", 5)
+    sender.connect()
+    sender.publish("mp/t", b"x" * 200, 1)
+    sender.publish("mp/t", b"small", 1)
+    (message,) = c.take(1)
+    assert message.payload == b"small"
+    c.nothing()
+    c.disconnect()
+    sender.disconnect()
+
+
+def test_v5_server_keep_alive_is_announced(broker_factory: Callable[..., Any]) -> None:
+    broker = broker_factory(max_keepalive=10)
+    c = Paho(broker, "ska5", 5)
+    try:
+        _, _, connack = c.connect(keepalive=60)
+        assert connack.ServerKeepAlive == 10
+    finally:
+        c.close()
+
+
+def test_v5_server_topic_aliases_resolve_to_the_published_topics(
+    clients: Callable[..., Paho],
+) -> None:
+    """The client allows two aliases. mosquitto 2.0 sends none; the embedded broker numbers the
+    topics (reassigning the least recently used one): either way, a client that keeps the alias
+    table reads back every topic, and no alias exceeds two."""
+    c = clients("sta5", 5)
+    c.connect(properties=props(PacketTypes.CONNECT, TopicAliasMaximum=2))
+    c.subscribe("sta/#", 1)
+    topics = ["sta/a", "sta/b", "sta/a", "sta/c", "sta/a", "sta/b"]
+    for topic in topics:
+        c.publish(topic, b"m", 1)
+    table: dict[int, str] = {}
+    resolved = []
+    aliased = 0
+    for message in c.take(len(topics)):
+        alias = getattr(message.properties, "TopicAlias", None)
+        if alias is not None:
+            aliased += 1
+            assert 1 <= alias <= 2
+            if message.topic:
+                table[alias] = message.topic
+        resolved.append(message.topic or table[alias])
+    assert resolved == topics
+    if isinstance(c.broker, EmbeddedBroker):
+        assert aliased == len(topics)
+    c.disconnect()
+
+
+def test_v5_client_receive_maximum_bounds_what_is_in_flight(broker: Any) -> None:
+    """A raw MQTT 5 subscriber with Receive Maximum 2 that does not acknowledge gets two QoS 1
+    messages, and one more for each PUBACK it sends (flow control, MQTT-3.3.4-9)."""
+    import socket
+
+    from trio_mqtt._core._codec import PacketDecoder, encode
+    from trio_mqtt._core._packets import (
+        ConnAck,
+        Connect,
+        Properties,
+        ProtocolVersion,
+        PubAck,
+        QoS,
+        SubAck,
+        Subscribe,
+        Subscription,
+    )
+
+    version = ProtocolVersion.V5
+    decoder = PacketDecoder(version)
+
+    def receive(sock: socket.socket) -> list[Any]:
+        """Packets that arrive within 0.5 s."""
+        sock.settimeout(0.5)
+        packets: list[Any] = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                data = sock.recv(65536)
+                assert data, "the broker closed the connection"
+                packets += decoder.decode(data)
+        return packets
+
+    with socket.create_connection((broker.host, broker.port), timeout=WAIT) as sock:
+        limits = Properties(receive_maximum=2)
+        sock.sendall(encode(Connect("flow5", version, 60, True, properties=limits), version))
+        sock.sendall(encode(Subscribe(1, (Subscription("flow", QoS.AT_LEAST_ONCE),)), version))
+        acks = receive(sock)
+        assert [type(p) for p in acks] == [ConnAck, SubAck]
+        sender = Paho(broker, "flow-sender", 5)
+        try:
+            sender.connect()
+            for number in range(5):
+                sender.publish("flow", str(number).encode(), 1)
+        finally:
+            sender.close()
+        first = receive(sock)
+        assert [p.payload for p in first] == [b"0", b"1"]
+        sock.sendall(encode(PubAck(first[0].packet_id), version))
+        more = [p.payload for p in receive(sock)]
+        if isinstance(broker, EmbeddedBroker):
+            assert more == [b"2"]
+        else:
+            # mosquitto 2.0.11 refills its quota by two here (three in flight): one of the
+            # inflight-quota defects later releases fix; the order still holds
+            assert more[:1] == [b"2"]
+
+
+def test_v5_will_delay_publishes_the_will_after_the_delay(clients: Callable[..., Paho]) -> None:
+    watcher = clients("wdd-watcher", 5)
+    watcher.connect()
+    watcher.subscribe("wdd/will", 1)
+    doomed = clients("wdd-client", 5)
+    doomed.set_will(
+        "wdd/will", b"delayed", 1, properties=props(PacketTypes.WILLMESSAGE, WillDelayInterval=1)
+    )
+    doomed.connect(clean=True, properties=props(PacketTypes.CONNECT, SessionExpiryInterval=30))
+    doomed.crash()
+    start = time.monotonic()
+    (message,) = watcher.take(1, within=WAIT + 5)
+    assert message.payload == b"delayed"
+    assert time.monotonic() - start >= 0.9  # not before the delay
+    watcher.disconnect()
