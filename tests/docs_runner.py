@@ -9,8 +9,9 @@ The blocks of a page build on each other (a later block uses the ``options`` an 
 made), so they run one after the other in a single module namespace, as a reader pasting them
 into one file would. A block with a top-level ``await``, ``async with`` or ``async for`` (a
 fragment of an async function) is compiled with ``PyCF_ALLOW_TOP_LEVEL_AWAIT`` and awaited in a
-``trio.run`` of its own, under ``trio.fail_after``; any other block is executed as it is (and may
-call ``trio.run`` itself).
+``trio.run`` of its own, under ``trio.fail_after`` (or, for another library's code shown for
+comparison, in an ``asyncio.run`` under ``asyncio.wait_for``); any other block is executed as it
+is (and may call ``trio.run`` itself).
 
 The docs talk to a broker at ``localhost:1883`` (and ``localhost:8883`` for TLS, and so on), as
 a reader's would be. Here those addresses resolve to the test's private brokers: the job maps
@@ -29,6 +30,7 @@ the block made) after it, with the same stdout; a stop in either ends the block 
 from __future__ import annotations
 
 import ast
+import asyncio
 import faulthandler
 import inspect
 import io
@@ -102,12 +104,18 @@ def _only_stops(exc: BaseException) -> bool:
     return False
 
 
-def _run_code(source: str, filename: str, namespace: dict[str, Any], timeout: float) -> None:
+def _run_code(
+    source: str, filename: str, namespace: dict[str, Any], timeout: float, event_loop: str
+) -> None:
     flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
     code = compile(source, filename, "exec", flags=flags, dont_inherit=True)
     if not code.co_flags & inspect.CO_COROUTINE:
         exec(code, namespace)
         return
+    if event_loop == "asyncio":
+        asyncio.run(asyncio.wait_for(eval(code, namespace), timeout))
+        return
+    assert event_loop == "trio", event_loop
 
     async def run_async() -> None:
         with trio.fail_after(timeout):
@@ -132,7 +140,7 @@ def _run_block(block: dict[str, Any], namespace: dict[str, Any], timeout: float)
     try:
         for source, filename in steps:
             if source:
-                _run_code(source, filename, namespace, timeout)
+                _run_code(source, filename, namespace, timeout, block.get("event_loop", "trio"))
     except BaseException as exc:  # reported to the test, whatever it is
         if not (capture.stopped and _only_stops(exc)):
             error = "".join(traceback.format_exception(exc))

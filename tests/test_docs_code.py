@@ -214,6 +214,8 @@ class Expect:
             passes through a nursery of the block's own. Otherwise it must arrive as it was
             raised: ``open_mqtt_connection`` and the sync API let the reader's exceptions
             through unchanged.
+        event_loop: what runs a block with top-level ``await``: ``"trio"``, or ``"asyncio"``
+            for another library's code shown for comparison (aiomqtt on the migration page).
     """
 
     anchor: str
@@ -223,6 +225,7 @@ class Expect:
     check: str = ""
     around: str = ""
     stop_grouped: bool = False
+    event_loop: str = "trio"
 
     def __post_init__(self) -> None:
         if self.lines is None and not self.check and self.stop_at is None:
@@ -447,6 +450,13 @@ EXPECTED: dict[str, Page] = {
                 'MqttOptions("demo", "localhost", 1883))',
                 lines=("sensors/a b'21.5'",),
                 stop_at="sensors/a b'21.5'",
+            ),
+            Expect(
+                'aiomqtt.Client("localhost")',
+                lines=("sensors/a b'21.5'",),
+                stop_at="sensors/a b'21.5'",
+                given="import aiomqtt",
+                event_loop="asyncio",
             ),
             Expect(
                 'open_mqtt_connection("mqtt://localhost")',
@@ -704,13 +714,8 @@ EXPECTED: dict[str, Page] = {
     ),
 }
 
-#: Python blocks that are not run, by (page, anchor), with the reason.
-NOT_RUN: dict[tuple[str, str], str] = {
-    ("migrating.rst", "aiomqtt.Client"): (
-        "aiomqtt's own code, shown for comparison: it needs asyncio and aiomqtt, which is not "
-        "a dependency of trio-mqtt's tests (the trio-mqtt version below it runs)"
-    ),
-}
+#: Python blocks that are not run, by (page, anchor), with the reason (none today: keep it so).
+NOT_RUN: dict[tuple[str, str], str] = {}
 
 
 # ----------------------------------------------------------------------------- running pages
@@ -778,6 +783,7 @@ def _run_page(page: str, tmp_path: Path) -> PageRun:
                 "given": textwrap.dedent(expect.given) if expect else "",
                 "check": textwrap.dedent(expect.check) if expect else "",
                 "stop_at": expect.stop_at if expect else None,
+                "event_loop": expect.event_loop if expect else "trio",
             }
         )
     with MosquittoBroker(**config.broker) as broker:
