@@ -13,6 +13,7 @@ mosquitto option the embedded broker does not have is skipped. CI runs both ways
 
 from __future__ import annotations
 
+import faulthandler
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -56,3 +57,21 @@ if EMBEDDED:
         finally:
             for broker in reversed(brokers):
                 broker.close()
+
+
+#: how long a test of the synchronous API may take before the watchdog ends the run
+SYNC_WATCHDOG_SECONDS = 30
+
+
+@pytest.fixture
+def sync_watchdog() -> Iterator[None]:
+    """Bound a test of blocking code in time: a hang dumps every thread's stack and exits.
+
+    Trio's ``fail_after`` cannot reach a thread blocked outside Trio (the sync API's caller),
+    so the sync tests use this instead (``pytestmark = pytest.mark.usefixtures(...)``).
+    """
+    faulthandler.dump_traceback_later(SYNC_WATCHDOG_SECONDS, exit=True)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()

@@ -7,7 +7,6 @@ for the rest, by a per-test watchdog that dumps every thread's stack and exits o
 
 from __future__ import annotations
 
-import faulthandler
 import gc
 import socket
 import threading
@@ -45,17 +44,7 @@ from trio_mqtt.sync import Client, Connection, connect
 from trio_mqtt.testing import MosquittoBroker
 
 VERSIONS = [ProtocolVersion.V311, ProtocolVersion.V5]
-WATCHDOG_SECONDS = 30
-
-
-@pytest.fixture(autouse=True)
-def watchdog() -> Iterator[None]:
-    """Bound every test in time: a hang dumps all stacks and ends the run."""
-    faulthandler.dump_traceback_later(WATCHDOG_SECONDS, exit=True)
-    try:
-        yield
-    finally:
-        faulthandler.cancel_dump_traceback_later()
+pytestmark = pytest.mark.usefixtures("sync_watchdog")
 
 
 def loop_threads() -> list[threading.Thread]:

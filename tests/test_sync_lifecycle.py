@@ -14,10 +14,9 @@ has a cell; a test checks the list against the classes.
 
 from __future__ import annotations
 
-import faulthandler
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,21 +35,11 @@ from trio_mqtt import (
 from trio_mqtt.sync import Client, Connection, connect
 from trio_mqtt.testing import MosquittoBroker
 
-WATCHDOG_SECONDS = 30
+pytestmark = pytest.mark.usefixtures("sync_watchdog")
 #: how long a call may take once its outcome is known ("promptly")
 PROMPT = 5.0
 #: how long a waiting read is watched before the connection is closed under it
 WATCH = 0.3
-
-
-@pytest.fixture(autouse=True)
-def watchdog() -> Iterator[None]:
-    """Bound every test in time: a hang dumps all stacks and ends the run."""
-    faulthandler.dump_traceback_later(WATCHDOG_SECONDS, exit=True)
-    try:
-        yield
-    finally:
-        faulthandler.cancel_dump_traceback_later()
 
 
 @dataclass
