@@ -1,11 +1,17 @@
 """The outgoing rate limit against mosquitto: the rate on the wire, measured over seconds, stays
 within the limit (with a tolerance for scheduling); acks and PINGREQ are never held behind it;
-publishers feel it as backpressure; statistics() shows the time spent throttled.
+publishers feel it as backpressure; statistics() shows the time spent throttled. The back-off on
+a PUBREC 0x97 (quota exceeded) uses a scripted broker: mosquitto never sends one.
 """
 
 from __future__ import annotations
 
+import itertools
+
+import pytest
 import trio
+import trio.testing
+from fake_broker import FakeBroker, ScriptedPeer  # tests/ is on sys.path under pytest
 
 from trio_mqtt import (
     Incoming,
@@ -16,7 +22,7 @@ from trio_mqtt import (
     Throttle,
     open_mqtt_connection,
 )
-from trio_mqtt.sansio import PingReq, PubAck
+from trio_mqtt.sansio import PingReq, PubAck, PubComp, PubRec, PubRel
 from trio_mqtt.testing import MosquittoBroker
 
 RATE = 40.0  # messages per second
@@ -122,3 +128,48 @@ async def test_acks_and_pings_are_not_held_behind_the_limit(mosquitto: Mosquitto
             assert stats.waiting_publishes > 0  # the limit still holds publishes back
     assert max(delays) < 1.0  # the acks did not wait behind seconds of throttled publishes
     assert pings >= 2
+
+
+@pytest.mark.parametrize("first_code", [0x97, 0x00])
+async def test_a_quota_exceeded_pubrec_slows_the_wire_rate(
+    autojump_clock: trio.testing.MockClock, first_code: int
+) -> None:
+    # mosquitto never answers PUBREC 0x97, so a scripted MQTT 5 broker does: the first QoS 2
+    # publish gets ``first_code``, every later one goes through
+    async def answer(peer: ScriptedPeer) -> None:
+        await peer.accept()
+        code = first_code
+        while True:
+            packet = await peer.receive()
+            if isinstance(packet, Publish):
+                await peer.send(PubRec(packet.packet_id, code))
+                code = 0
+            elif isinstance(packet, PubRel):
+                await peer.send(PubComp(packet.packet_id))
+
+    throttle = Throttle(messages_per_second=10, burst=0.1)  # one at a time, every 0.1 s
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            broker = FakeBroker(nursery, answer)
+            options = MqttOptions(
+                "quota", transport=broker, protocol_version=5, keep_alive=0, throttle=throttle
+            )
+            async with open_mqtt_connection(options) as conn:
+                tracker = await conn.client.publish_tracked("q", b"0", qos=QoS.EXACTLY_ONCE)
+                assert (await tracker.wait()).reason_code == first_code
+                for n in range(1, 6):
+                    tracker = await conn.client.publish_tracked(
+                        "q", str(n).encode(), qos=QoS.EXACTLY_ONCE
+                    )
+                await tracker.wait()  # the last one: every publish went out before it
+            nursery.cancel_scope.cancel()
+    (peer,) = broker.peers
+    times = [t for t, p in peer.received if isinstance(p, Publish)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert len(gaps) == 5
+    if first_code == 0x97:
+        # halved to 5 messages/s, then recovering by a quarter a second: 0.19 s down to 0.17 s
+        assert min(gaps) > 0.16
+        assert gaps == sorted(gaps, reverse=True)
+    else:
+        assert max(gaps) < 0.11  # the configured 10 messages/s

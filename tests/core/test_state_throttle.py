@@ -14,6 +14,7 @@ from trio_mqtt._core._packets import (
     PubAck,
     Publish,
     PubRec,
+    PubRel,
     QoS,
     Subscribe,
     Subscription,
@@ -122,6 +123,39 @@ def test_quota_exceeded_and_rate_too_high_make_it_back_off() -> None:
     with pytest.raises(DisconnectedByBroker):
         broker.send(Disconnect(0x96))
     assert limiter.factor == 0.25
+
+
+def test_a_pubrec_with_quota_exceeded_backs_off_and_ends_the_flow() -> None:
+    broker = throttled(Throttle(messages_per_second=100), protocol_version=5)
+    client = broker.client
+    limiter = client._limiter
+    assert limiter is not None
+    client.publish("t", b"2", QoS.EXACTLY_ONCE, now=0.0)
+    (publish,) = broker.pump()
+    assert isinstance(publish, Publish)
+    broker.send(PubRec(publish.packet_id, 0x10))  # a success code (no matching subscribers)
+    assert limiter.factor == 1.0
+    assert any(isinstance(p, PubRel) for p in broker.pump())
+    client.publish("t", b"3", QoS.EXACTLY_ONCE, now=0.0)
+    (publish,) = broker.pump()
+    assert isinstance(publish, Publish)
+    broker.send(PubRec(publish.packet_id, 0x97))
+    assert limiter.factor == 0.5
+    assert broker.pump() == []  # a failing PUBREC ends the flow: no PUBREL (MQTT-4.3.3)
+    assert client.inflight_count == 1  # only the first flow, waiting for its PUBCOMP
+
+
+def test_quota_exceeded_without_a_throttle_only_ends_the_flow() -> None:
+    broker = SansioBroker(make_client(protocol_version=5))
+    broker.connect()
+    broker.events()
+    client = broker.client
+    client.publish("t", b"1", QoS.EXACTLY_ONCE, now=0.0)
+    (publish,) = broker.pump()
+    assert isinstance(publish, Publish)
+    broker.send(PubRec(publish.packet_id, 0x97))
+    assert client.throttled_time == 0.0
+    assert client.inflight_count == 0
 
 
 def test_back_off_recovers_and_has_a_floor() -> None:

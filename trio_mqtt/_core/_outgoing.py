@@ -523,6 +523,8 @@ class _OutgoingMixin(_QueueMixin):
         """End an outgoing publish flow: free its id and window slot, report, send the next."""
         del self._flows[pid]
         self._inflight -= 1
+        if ack.reason_code == ReasonCode.QUOTA_EXCEEDED and self._limiter is not None:
+            self._limiter.back_off(self._now)  # PUBACK or PUBREC 0x97: we send too much
         if flow.tag is not None:
             self._events.append(PublishDone(flow.tag, pid, ack.reason_code, ack.properties))
         if self._waiting or self._deferred:
@@ -539,8 +541,6 @@ class _OutgoingMixin(_QueueMixin):
             self._unexpected_ack(packet, flow)
         if self._deferred:
             self._forget_deferred(flow)
-        if packet.reason_code == ReasonCode.QUOTA_EXCEEDED and self._limiter is not None:
-            self._limiter.back_off(self._now)
         self._finish_publish(pid, flow, packet)
 
     def _on_pubrec(self, packet: PubRec) -> None:

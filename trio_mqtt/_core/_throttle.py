@@ -8,9 +8,9 @@ bytes, so a packet larger than the byte bucket still goes, once the debt of the 
 is paid. Only PUBLISH packets are limited: acks, PINGREQ, SUBSCRIBE, DISCONNECT and AUTH never
 wait for it.
 
-Back-off: the broker saying we send too much (PUBACK 0x97 quota exceeded, DISCONNECT 0x96
-message rate too high) halves the effective rates, down to 1/64 of the setting; every
-second without such a signal they grow by a quarter again, up to the setting.
+Back-off: the broker saying we send too much (PUBACK or PUBREC 0x97 quota exceeded,
+DISCONNECT 0x96 message rate too high) halves the effective rates, down to 1/64 of the
+setting; every second without such a signal they grow by a quarter again, up to the setting.
 """
 
 from __future__ import annotations
