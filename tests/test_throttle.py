@@ -19,11 +19,12 @@ from trio_mqtt import (
     Outgoing,
     Publish,
     QoS,
+    ReconnectPolicy,
     Throttle,
     open_mqtt_connection,
 )
 from trio_mqtt.sansio import PingReq, PubAck, PubComp, PubRec, PubRel
-from trio_mqtt.testing import MosquittoBroker
+from trio_mqtt.testing import MosquittoBroker, open_fault_proxy
 
 RATE = 40.0  # messages per second
 COUNT = 100  # about 2.4 s at that rate
@@ -128,6 +129,53 @@ async def test_acks_and_pings_are_not_held_behind_the_limit(mosquitto: Mosquitto
             assert stats.waiting_publishes > 0  # the limit still holds publishes back
     assert max(delays) < 1.0  # the acks did not wait behind seconds of throttled publishes
     assert pings >= 2
+
+
+async def test_replays_after_a_reconnect_go_at_the_limit(mosquitto: MosquittoBroker) -> None:
+    # The broker gets every publish but its PUBACKs are held back; the link is cut, and the
+    # resumed session sends all of them again (DUP): at the limit, not in one burst.
+    count = 30
+    throttle = Throttle(messages_per_second=RATE, burst=0.1)
+    replayed: list[float] = []
+    acked: list[float] = []
+    with trio.fail_after(30):
+        async with open_fault_proxy(mosquitto.host, mosquitto.port) as proxy:
+            options = MqttOptions(
+                "throttled-replay",
+                proxy.host,
+                proxy.port,
+                clean_start=False,
+                reconnect=ReconnectPolicy(initial_delay=0.05, max_delay=0.2),
+                throttle=throttle,
+            )
+            async with open_mqtt_connection(options) as conn:
+                proxy.blackhole(up=False)  # the broker's answers stay in the proxy
+                for n in range(count):
+                    await conn.client.publish("throttle-replay/n", str(n), qos=QoS.AT_LEAST_ONCE)
+                sent = 0
+                while sent < count:
+                    event = await conn.poll()
+                    if isinstance(event, Outgoing) and isinstance(event.packet, Publish):
+                        sent += 1
+                assert conn.statistics().inflight == count
+                proxy.cut()
+                proxy.restore()
+                while len(acked) < count:
+                    event = await conn.poll()
+                    packet = getattr(event, "packet", None)
+                    if isinstance(event, Outgoing) and isinstance(packet, Publish):
+                        assert packet.dup
+                        replayed.append(trio.current_time())
+                    elif isinstance(event, Incoming) and isinstance(packet, PubAck):
+                        acked.append(trio.current_time())
+                stats = conn.statistics()
+    assert len(replayed) == count
+    assert stats.connects == 2
+    assert stats.inflight == 0
+    ideal = (count - RATE * 0.1) / RATE  # the burst at once, the rest at the rate
+    for times in (replayed, acked):  # what we wrote, and what the broker answered
+        elapsed = times[-1] - times[0]
+        assert ideal * 0.9 <= elapsed <= ideal * 2.5
 
 
 @pytest.mark.parametrize("first_code", [0x97, 0x00])
