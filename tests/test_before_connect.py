@@ -16,6 +16,7 @@ import trio
 from trio_mqtt import (
     BeforeConnectError,
     ConnectionRefused,
+    Disconnected,
     InvalidOptionError,
     MqttOptions,
     Outgoing,
@@ -195,6 +196,46 @@ async def test_a_hook_that_raises_is_a_failed_attempt_with_backoff(
     for event in reconnecting:
         assert isinstance(event.error, BeforeConnectError)
         assert isinstance(event.error.__cause__, RuntimeError)
+
+
+async def test_a_hook_that_raises_on_a_reconnect_is_reported_and_then_raised(
+    mosquitto: MosquittoBroker,
+) -> None:
+    calls = 0
+
+    async def down_after_first(options: MqttOptions) -> None:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise RuntimeError(f"token service down ({calls})")
+
+    events: list[object] = []
+    with trio.fail_after(10):
+        async with open_fault_proxy(mosquitto.host, mosquitto.port) as proxy:
+            options = MqttOptions(
+                "flaky-later",
+                proxy.host,
+                proxy.port,
+                reconnect=ReconnectPolicy(initial_delay=0.05, max_delay=0.2, max_attempts=3),
+                before_connect=down_after_first,
+            )
+            async with open_mqtt_connection(options) as conn:
+                proxy.cut()
+                with pytest.raises(BeforeConnectError) as info:
+                    while True:
+                        events.append(await conn.poll())
+    assert isinstance(info.value.__cause__, RuntimeError)  # the policy gave up: raised
+    assert "token service down (4)" in str(info.value)
+    lost = [e for e in events if isinstance(e, Disconnected)]
+    assert len(lost) == 1
+    assert not isinstance(lost[0].error, BeforeConnectError)  # the cut ended the connection
+    reconnecting = [e for e in events if isinstance(e, Reconnecting)]
+    assert [e.attempt for e in reconnecting] == [1, 2, 3]
+    assert not isinstance(reconnecting[0].error, BeforeConnectError)
+    for n, event in enumerate(reconnecting[1:], start=2):
+        assert isinstance(event.error, BeforeConnectError)
+        assert f"token service down ({n})" in str(event.error)
+    assert calls == 4
 
 
 @pytest.mark.parametrize(
