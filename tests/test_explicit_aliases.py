@@ -2,7 +2,8 @@
 
 The subscriber must see every message under its full topic: after an alias is set, after the
 alias is used alone, and after the broker restarted in between (aliases end with the
-connection, so the client sends the topic again).
+connection, so the client sends the topic again), and after a resumed session replays ones that
+were in flight.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from trio_mqtt import (
     ReconnectPolicy,
     open_mqtt_connection,
 )
-from trio_mqtt.testing import MosquittoBroker
+from trio_mqtt.testing import MosquittoBroker, open_fault_proxy
 
 V5 = ProtocolVersion.V5
 TOPIC = "explicit/alias/a/rather/long/topic/name"
@@ -85,3 +86,51 @@ async def test_an_alias_above_the_broker_maximum_is_refused_at_the_call(
             with pytest.raises(LocalProtocolError, match="never set"):
                 conn.client.publish_nowait("", b"x", properties=Properties(topic_alias=2))
             assert conn.connected
+
+
+async def test_alias_only_publishes_in_flight_are_replayed_with_their_topic(
+    mosquitto: MosquittoBroker,
+) -> None:
+    # Two alias-only publishes are written but never reach the broker; the link is cut and
+    # the resumed session sends them again (DUP) on a connection that knows no alias yet.
+    options_sub = MqttOptions("explicit-replay-sub", mosquitto.host, mosquitto.port)
+    one = Properties(topic_alias=1)
+    sent: list[tuple[str, int | None]] = []
+    got: list[tuple[str, bytes]] = []
+    with trio.fail_after(20):
+        async with (
+            open_fault_proxy(mosquitto.host, mosquitto.port) as proxy,
+            open_mqtt_connection(options_sub) as sub,
+        ):
+            await sub.client.subscribe("explicit/alias/#", QoS.AT_LEAST_ONCE)
+            options = MqttOptions(
+                "explicit-replay",
+                proxy.host,
+                proxy.port,
+                protocol_version=V5,
+                clean_start=False,
+                session_expiry_interval=60,
+                reconnect=ReconnectPolicy(initial_delay=0.05, max_delay=0.2),
+            )
+            async with open_mqtt_connection(options) as conn:
+                await (await conn.client.publish_tracked(TOPIC, b"0", qos=1, properties=one)).wait()
+                proxy.blackhole(down=False)  # what we write from now on stays in the proxy
+                await conn.client.publish("", b"1", qos=QoS.AT_LEAST_ONCE, properties=one)
+                await conn.client.publish("", b"2", qos=QoS.AT_LEAST_ONCE, properties=one)
+                while len(sent) < 3:
+                    _record(await conn.poll(), [], sent)
+                proxy.cut()
+                proxy.restore()
+                while len(sent) < 5:
+                    event = await conn.poll()
+                    if isinstance(event, Outgoing) and isinstance(event.packet, Publish):
+                        assert event.packet.dup
+                    _record(event, [], sent)
+                async for message in sub.messages():
+                    got.append((message.topic, message.payload))
+                    if len(got) == 3:
+                        break
+                assert conn.statistics().connects == 2
+                assert conn.statistics().sessions_lost == 0
+    assert sent == [(TOPIC, 1), ("", 1), ("", 1), (TOPIC, None), (TOPIC, None)]
+    assert got == [(TOPIC, b"0"), (TOPIC, b"1"), (TOPIC, b"2")]
