@@ -1,9 +1,11 @@
 """The ``before_connect`` hook and the server list, against real mosquitto brokers.
 
 A password that changes between connections (the hook supplies the new one, nothing queued is
-lost), failover from a killed broker to a second one with QoS 1/2 publishes in flight, a hook
-that raises or returns unusable options (a failed attempt, reported with the error), and a slow
-hook (other connections keep their keepalive; closing or cancelling ends it at once).
+lost), a hook that moves the session from TCP to a WebSocket with fresh upgrade headers,
+failover from a killed broker to a second one with QoS 1/2 publishes in flight, a hook that
+raises or returns unusable options (a failed attempt, reported with the error, on the first
+connection and on reconnects), and a slow hook (other connections keep their keepalive; closing
+or cancelling ends it at once).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from trio_mqtt import (
     Reconnecting,
     ReconnectPolicy,
     SessionLost,
+    WebSocketRequest,
+    WebSocketTransport,
     open_mqtt_connection,
 )
 from trio_mqtt.sansio import PingReq
@@ -98,6 +102,59 @@ async def test_hook_supplies_a_changed_password_and_nothing_queued_is_lost(
     with trio.fail_after(10), pytest.raises(ConnectionRefused):
         async with open_mqtt_connection(stale):
             pass
+
+
+async def test_a_hook_moves_the_session_to_a_websocket_with_fresh_headers(
+    mosquitto_factory: Any,
+) -> None:
+    broker: MosquittoBroker = mosquitto_factory(websockets=True)
+    requests: list[WebSocketRequest] = []
+    calls = 0
+
+    async def record(request: WebSocketRequest) -> WebSocketRequest:
+        requests.append(request)
+        return request
+
+    async def to_websocket(options: MqttOptions) -> MqttOptions | None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return None  # the first connection: plain TCP through the proxy
+        transport = WebSocketTransport(
+            path="/", headers={"Authorization": f"Bearer token-{calls}"}, request_modifier=record
+        )
+        return options.replace(port=broker.ws_port, transport=transport)
+
+    got: list[bytes] = []
+    with trio.fail_after(20):
+        async with (
+            open_fault_proxy(broker.host, broker.port) as proxy,
+            open_mqtt_connection(MqttOptions("to-ws-sub", broker.host, broker.port)) as sub,
+        ):
+            await sub.client.subscribe("to-ws/#", QoS.AT_LEAST_ONCE)
+            options = MqttOptions(
+                "to-ws",
+                proxy.host,
+                proxy.port,
+                clean_start=False,
+                reconnect=FAST,
+                before_connect=to_websocket,
+            )
+            async with open_mqtt_connection(options) as conn:
+                assert not isinstance(conn.options.transport, WebSocketTransport)
+                await conn.client.publish("to-ws/n", b"0", qos=QoS.AT_LEAST_ONCE)
+                proxy.cut()
+                for n in range(1, 6):  # queued while the connection is down
+                    await conn.client.publish("to-ws/n", str(n).encode(), qos=QoS.AT_LEAST_ONCE)
+                await _collect(sub.messages(), 6, got)
+                assert isinstance(conn.options.transport, WebSocketTransport)
+                assert conn.options.port == broker.ws_port
+                stats = conn.statistics()
+    assert sorted(got, key=int) == [str(n).encode() for n in range(6)]
+    assert (stats.connects, stats.sessions_lost) == (2, 0)  # the same session, over WebSocket
+    assert calls == 2
+    assert [r.headers for r in requests] == [(("Authorization", "Bearer token-2"),)]
+    assert requests[0].port == broker.ws_port
 
 
 @pytest.mark.parametrize("qos", [QoS.AT_LEAST_ONCE, QoS.EXACTLY_ONCE])
