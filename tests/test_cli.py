@@ -247,6 +247,35 @@ def test_publish_rejected_by_the_broker_exits_1(mosquitto_factory, tmp_path: Pat
     assert_one_line_error(err)
 
 
+def test_packet_size_limits_are_flags_and_errors_name_them(
+    mosquitto_factory, tmp_path: Path, capsys
+) -> None:
+    """A 2 MiB ``pub -f`` goes out (no outgoing limit below the protocol's by default); the
+    incoming bound (1 MiB by default) refuses it on receipt, and both errors name the flag
+    that raises the limit. (The broker is told to take 4 MiB: the embedded one takes 1 MiB.)"""
+    mosquitto: MosquittoBroker = mosquitto_factory(max_packet_size=4 * 1024 * 1024)
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"x" * (2 * 1024 * 1024))
+    where = broker_args(mosquitto)
+    assert main(["pub", *where, "-t", "big/x", "-f", str(big), "-r", "-q", "1"]) == 0
+    sub = ["sub", *where, "-t", "big/x", "-C", "1", "-W", "10", "-F", "%l"]
+    assert main(sub) == 5
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "exceeds the maximum packet size of 1048576 bytes" in captured.err
+    assert "(--max-incoming-packet-size raises it)" in captured.err
+    assert_one_line_error(captured.err)
+    assert main([*sub, "--max-incoming-packet-size", "3M"]) == 0
+    assert capsys.readouterr().out == "2097152\n"
+    pub = ["pub", *where, "-t", "big/y", "-m", "y" * 2000, "--max-outgoing-packet-size", "1k"]
+    assert main(pub) == 5
+    err = capsys.readouterr().err
+    assert "exceeds the maximum packet size of 1024 bytes" in err
+    assert "--max-outgoing-packet-size raises ours" in err
+    assert_one_line_error(err)
+    assert main([*pub[:-2], "--max-outgoing-packet-size", "4k"]) == 0
+
+
 @pytest.mark.parametrize("command", [["pub", "-t", "x", "-m", "x"], ["sub", "-t", "x"]])
 def test_unreachable_port_exits_4(command: list[str], capsys) -> None:
     port = free_port()  # nothing listens there once the probe socket is closed

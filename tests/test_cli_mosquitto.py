@@ -617,3 +617,103 @@ def test_pub_url_with_topic_and_big_file(mosquitto: MosquittoBroker, tmp_path: P
         results[side] = recorder.collect(side)
     assert results["trio"] == results["mosq"]
     assert results["mosq"][0][1] == path.read_bytes()
+
+
+def test_pub_unix_socket(mosquitto_factory) -> None:
+    broker = mosquitto_factory(unix_socket=True)
+    recorder = Recorder(broker)
+    records = {}
+    for side, command in (
+        ("mosq", ["mosquitto_pub"]),
+        ("trio", [sys.executable, "-m", "trio_mqtt", "pub"]),
+    ):
+        recorder.start(side)
+        result = run(
+            [*command, "--unix", str(broker.unix_path), "-t", "pub/u", "-m", "u", "-q", "1"]
+        )
+        assert (result.code, result.out) == (0, b""), result.err
+        records[side] = recorder.collect(side)
+    assert records["trio"] == records["mosq"]
+    assert [record[:3] for record in records["mosq"]] == [("pub/u", b"u", 1)]
+
+
+def test_pub_tls_flags(mosquitto_factory, tmp_path: Path) -> None:
+    broker = mosquitto_factory(tls=True)
+    capath = tmp_path / "cas"
+    capath.mkdir()
+    shutil.copy(broker.ca_pem_path, capath / "ca.pem")
+    subprocess.run(["openssl", "rehash", str(capath)], check=True, timeout=TIMEOUT)
+    ca = ["--cafile", str(broker.ca_pem_path)]
+    recorder = Recorder(broker)
+    for number, extra in enumerate(
+        (
+            ca,
+            ["--capath", str(capath)],
+            [*ca, "--tls-use-os-certs"],
+            [*ca, "--tls-version", "tlsv1.2"],
+            [*ca, "--tls-version", "tlsv1.3"],
+            [*ca, "--tls-alpn", "mqtt"],
+        )
+    ):
+        args = ["-h", "localhost", "-p", str(broker.tls_port), "-t", "pub/tls", "-q", "1", *extra]
+        records = {}
+        for side, command in (
+            ("mosq", ["mosquitto_pub"]),
+            ("trio", [sys.executable, "-m", "trio_mqtt", "pub"]),
+        ):
+            recorder.start(f"{side}-{number}")
+            result = run([*command, *args, "-m", f"tls {number}"])
+            assert (result.code, result.out) == (0, b""), (extra, result.err)
+            records[side] = recorder.collect(f"{side}-{number}")
+        assert records["trio"] == records["mosq"], extra
+        assert [record[1] for record in records["mosq"]] == [b"tls %d" % number], extra
+
+
+def test_pub_quiet_hides_errors(mosquitto: MosquittoBroker) -> None:
+    port = str(mosquitto.port)
+    mosquitto.stop()
+    theirs, ours = both("pub", ["-p", port, "--quiet", "-t", "x", "-m", "x"])
+    assert (theirs.out, theirs.err) == (b"", b"")
+    assert (ours.out, ours.err) == (b"", b"")
+    assert theirs.code != 0
+    assert ours.code != 0
+
+
+@pytest.mark.parametrize("format_", ["%i", "%", "%5", "%-0", "\\q", "\\", "@"])
+def test_sub_bad_format_is_refused_before_connecting(
+    mosquitto: MosquittoBroker, format_: str
+) -> None:
+    """Both refuse the format with the same words, before connecting (the port is closed).
+
+    The exit status differs on purpose: 1 for mosquitto_sub, 2 (bad arguments) for trio-mqtt.
+    """
+    port = str(mosquitto.port)
+    mosquitto.stop()
+    theirs, ours = both("sub", ["-p", port, "-F", format_, "-t", "x"])
+    assert (theirs.code, ours.code) == (1, 2)
+    assert theirs.out == ours.out == b""
+    wording = theirs.err.splitlines()[0].removeprefix(b"Error: ")
+    assert wording.endswith(b"specifier.") or b"specifier '" in wording
+    assert ours.err == b"trio-mqtt: error: -F: " + wording + b"\n"
+
+
+def test_sub_random_filter(mosquitto: MosquittoBroker) -> None:
+    """``--random-filter 100`` prints every message, as mosquitto_sub's --help says.
+
+    mosquitto_sub 2.0.11 scales the percentage by ten where it means a hundred and so prints
+    about one message in ten: its output is some of trio-mqtt's lines, in the same order.
+    """
+    seed(mosquitto)
+    args = [*hp(mosquitto), "-t", "s/#", "-v", "-W", "1"]
+    everything = run(["mosquitto_sub", *args])
+    theirs, ours = both("sub", [*args, "--random-filter", "100"])
+    assert (theirs.code, ours.code) == (27, 27)
+    assert ours.out == everything.out
+    assert len(everything.out.splitlines()) == len(RETAINED)
+    lines = iter(ours.out.splitlines())
+    assert all(line in lines for line in theirs.out.splitlines())  # an ordered subset
+    theirs, ours = both("sub", [*args, "--random-filter", "0"])  # out of range for both
+    assert (theirs.code, ours.code) == (1, 2)
+    assert theirs.out == ours.out == b""
+    assert b"--random-filter" in theirs.err
+    assert b"--random-filter" in ours.err

@@ -179,7 +179,7 @@ class _Printer:
     """Turns messages into output the way mosquitto_sub does."""
 
     def __init__(self, args: argparse.Namespace, console: Console) -> None:
-        self._console = console
+        self.console = console
         self._eol = b"\n" if args.eol else b""
         self._json = args.json
         self._verbose = args.verbose
@@ -196,14 +196,14 @@ class _Printer:
     def print(self, message: Publish) -> None:
         if self._chance is not None and random.randrange(10000) >= self._chance:
             return
-        self._console.write_bytes(self.render(message))
+        self.console.write_bytes(self.render(message))
 
     def render(self, message: Publish) -> bytes:
         """The bytes printed for one message (empty: nothing is printed)."""
         if self._format is not None:
             text, error = self._format.render(message)
             if error is not None:
-                self._console.err(error)
+                self.console.err(error)
             return text + self._eol
         if self._json:
             return (message_json(message) + "\n").encode("utf-8")
@@ -241,8 +241,10 @@ async def _subscribe(args: argparse.Namespace, conn: MqttConnection, console: Co
             console.err(f"unsubscribed from {', '.join(map(repr, args.unsubscribe))}")
 
 
-async def _print_messages(args: argparse.Namespace, conn: MqttConnection, console: Console) -> None:
-    printer = _Printer(args, console)
+async def _print_messages(
+    args: argparse.Namespace, conn: MqttConnection, printer: _Printer
+) -> None:
+    console = printer.console
     received = 0
     attempt = 0
     client = conn.client
@@ -274,8 +276,9 @@ async def _print_messages(args: argparse.Namespace, conn: MqttConnection, consol
             # subscriptions are restored if the broker lost them
 
 
-async def _run(args: argparse.Namespace, console: Console) -> bool:
+async def _run(args: argparse.Namespace, printer: _Printer) -> bool:
     """Connect, subscribe and print; False when -W ran out."""
+    console = printer.console
     options = options_from_args(args, "sub")
     properties = PropertySet(args.properties)
     async with open_mqtt_connection(options) as conn:
@@ -285,7 +288,7 @@ async def _run(args: argparse.Namespace, console: Console) -> bool:
         with trio.move_on_after(args.timeout if args.timeout is not None else math.inf) as scope:
             await _subscribe(args, conn, console)
             if not args.exit_after_subscribe:
-                await _print_messages(args, conn, console)
+                await _print_messages(args, conn, printer)
         disconnect = properties.get("disconnect")
         if disconnect:
             await conn.client.disconnect(properties=disconnect)
@@ -302,6 +305,7 @@ async def run_sub(args: argparse.Namespace, console: Console) -> int:
         raise CliError(ExitCode.USAGE, "give a topic to subscribe to: -t FILTER (or -L URL/topic)")
     for topic in (*args.topic, *args.filter_out, *args.unsubscribe):
         validate_filter(topic)
-    if not await _run(args, console):
+    printer = _Printer(args, console)  # a bad -F is refused before connecting, as mosquitto_sub
+    if not await _run(args, printer):
         raise CliError(ExitCode.TIMEOUT, "Timed out")
     return ExitCode.OK
