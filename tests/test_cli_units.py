@@ -452,3 +452,61 @@ def test_url_with_a_wildcard_topic_keeps_its_query_keys() -> None:
     )
     options = options_from_args(args, "sub")
     assert (options.client_id, options.keep_alive, options.port) == ("kept", 7, 1884)
+
+
+#: What ``pub`` and ``sub`` must not import: the other commands and the optional extras.
+NOT_AT_START_UP = (
+    "json",
+    "sqlite3",
+    "wsproto",
+    "hypothesis",
+    "opentelemetry",
+    "trio_mqtt.broker",
+    "trio_mqtt.otel",
+    "trio_mqtt.sync",
+    "trio_mqtt.testing",
+    "trio_mqtt._cli._bench",
+    "trio_mqtt._cli._demo",
+    "trio_mqtt._cli._broker",
+    "trio_mqtt._cli._format",
+)
+
+
+@pytest.mark.parametrize(
+    ("argv", "needed", "not_needed"),
+    [
+        (["pub", "--help"], "trio_mqtt._cli._pub", "trio_mqtt._cli._sub"),
+        (["pub", "-p", "PORT", "-t", "x", "-m", "x"], "trio_mqtt._cli._pub", "trio_mqtt._cli._sub"),
+        (["sub", "-p", "PORT", "-t", "x", "-W", "1"], "trio_mqtt._cli._sub", "trio_mqtt._cli._pub"),
+    ],
+)
+def test_a_command_imports_only_what_it_needs(
+    argv: list[str], needed: str, not_needed: str
+) -> None:
+    """Start-up time: a command imports neither the other commands nor the optional extras."""
+    with socket.socket() as probe:  # a port nothing listens on: the command fails at once
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    argv = [port if word == "PORT" else word for word in argv]
+    code = (
+        "import sys\n"
+        "from trio_mqtt._cli import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    modules = set(done.stdout.split())
+    assert needed in modules
+    assert "trio" in modules
+    unwanted = {
+        m
+        for m in modules
+        for prefix in (*NOT_AT_START_UP, not_needed)
+        if m == prefix or m.startswith(prefix + ".")
+    }
+    assert not unwanted

@@ -27,8 +27,6 @@ from ._connect import add_connection_arguments
 from ._exit import EXIT_CODES_HELP, CliError, ExitCode, _leaf, classify
 from ._output import Console
 from ._properties import join_property_arguments
-from ._pub import add_pub_parser, run_pub
-from ._sub import add_sub_parser, run_sub
 
 __all__ = ["build_parser", "main"]
 
@@ -38,7 +36,7 @@ DESCRIPTION = "A command-line MQTT client built on trio-mqtt (MQTT 3.1.1 and 5.0
 
 
 def _lazy(module: str, name: str) -> Callable[..., Any]:
-    """``module.name``, imported on first call: pub and sub start without bench's imports."""
+    """``module.name``, imported on first call: a command starts without the others' imports."""
 
     def call(*args: Any) -> Any:
         return getattr(importlib.import_module(module, __package__), name)(*args)
@@ -47,8 +45,13 @@ def _lazy(module: str, name: str) -> Callable[..., Any]:
 
 
 _COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Command]] = [
-    ("sub", "subscribe and print messages", add_sub_parser, run_sub),
-    ("pub", "publish messages", add_pub_parser, run_pub),
+    (
+        "sub",
+        "subscribe and print messages",
+        _lazy("._sub", "add_sub_parser"),
+        _lazy("._sub", "run_sub"),
+    ),
+    ("pub", "publish messages", _lazy("._pub", "add_pub_parser"), _lazy("._pub", "run_pub")),
     (
         "bench",
         "measure throughput and latency through a broker",

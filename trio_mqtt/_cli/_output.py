@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import json
 import sys
 from typing import IO, Any
 
@@ -104,6 +103,8 @@ def message_record(message: Publish) -> dict[str, Any]:
 
 def message_json(message: Publish) -> str:
     """:func:`message_record` as one line of JSON."""
+    import json  # only ``sub --json`` needs it: pub starts without it
+
     return json.dumps(message_record(message), ensure_ascii=False, separators=(",", ":"))
 
 
