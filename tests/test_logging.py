@@ -10,8 +10,16 @@ import trio
 import trio.testing
 from fake_broker import FakeBroker, ScriptedPeer
 
-from trio_mqtt import MqttOptions, ProtocolVersion, QoS, Will, open_mqtt_connection
-from trio_mqtt.sansio import PubAck, Publish
+from trio_mqtt import (
+    MqttOptions,
+    ProtocolVersion,
+    QoS,
+    ReconnectPolicy,
+    SessionLost,
+    Will,
+    open_mqtt_connection,
+)
+from trio_mqtt.sansio import PubAck, Publish, SubAck, Subscribe
 from trio_mqtt.testing import MosquittoBroker
 
 
@@ -75,3 +83,42 @@ async def test_a_publisher_held_back_by_a_full_window_is_warned_about(
     warnings = [r.getMessage() for r in caplog.records if "waited" in r.getMessage()]
     assert len(warnings) == 1  # at most one every 10 s
     assert "outgoing window" in warnings[0]
+
+
+async def test_a_lost_connection_a_reconnect_and_a_lost_session_are_logged_at_info(
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def forgetful(peer: ScriptedPeer) -> None:
+        if peer.index == 0:  # grant the subscription, then drop the connection
+            await peer.accept()
+            subscribe = await peer.receive()
+            assert isinstance(subscribe, Subscribe)
+            await peer.send(SubAck(subscribe.packet_id, (1,)))
+            await peer.close()
+            return
+        await peer.accept(session_present=False)  # the session is gone
+        await peer.answer_all()
+
+    broker = FakeBroker(nursery, forgetful)
+    options = MqttOptions(
+        "i",
+        "fake",
+        1883,
+        transport=broker,  # type: ignore[arg-type]
+        clean_start=False,
+        reconnect=ReconnectPolicy(initial_delay=0.5, jitter=0.0),
+    )
+    with trio.fail_after(30), caplog.at_level(logging.INFO, logger="trio_mqtt"):
+        async with open_mqtt_connection(options) as conn:
+            await conn.client.subscribe("i/#", QoS.AT_LEAST_ONCE)
+            while not isinstance(await conn.poll(), SessionLost):
+                pass
+    info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert len([m for m in info if m.startswith("connected to fake:1883")]) == 2, info
+    assert any(m.startswith("connection lost: ") for m in info), info
+    assert any(m.startswith("reconnecting in 0.50 s (attempt 1) after: ") for m in info), info
+    lost = [m for m in info if m.startswith("the broker had lost the session: ")]
+    assert len(lost) == 1
+    assert "resubscribed=1" in lost[0]
