@@ -545,6 +545,18 @@ def test_pub_shows_progress_on_a_terminal(mosquitto: MosquittoBroker, monkeypatc
     assert "3000/3000 published" in shown
 
 
+def test_pub_lines_show_a_count_on_a_terminal(mosquitto: MosquittoBroker, monkeypatch) -> None:
+    """``pub -l`` has no total: its progress line is a count and a rate."""
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    lines = b"".join(b"line %d\n" % i for i in range(2500))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(lines)))
+    assert main(["pub", *broker_args(mosquitto), "-t", "progress", "-l", "-q", "1"]) == 0
+    shown = terminal.getvalue()
+    assert shown.startswith("\r2,500 published  "), shown
+    assert shown.endswith(" msg/s\x1b[K\n"), shown
+
+
 def test_pub_shows_no_progress_in_a_pipe(mosquitto: MosquittoBroker, capsys) -> None:
     argv = ["pub", *broker_args(mosquitto), "-t", "progress", "-m", "x", "--repeat", "3000"]
     assert main(argv) == 0

@@ -191,6 +191,7 @@ RETAINED_CASES: list[tuple[str, list[str], bool]] = [
         False,
     ),
     ("-F escapes", ["-t", "s/a", "-C", "1", "-F", "\\t%t\\\\\\e[0m\\a\\v\\r\\0|"], False),
+    ("-F newline escape", ["-t", "s/#", "-C", "5", "-F", "%t\\n[%l]\\n"], False),
     ("-F -N", ["-t", "s/#", "-C", "5", "-F", "%t:%p;", "-N"], False),
     ("-F overrides -v", ["-t", "s/a", "-C", "1", "-v", "-F", "[%p]"], False),
     ("-F %j", ["-t", "s/#", "-C", "5", "-F", "%j"], True),
