@@ -273,8 +273,11 @@ class Session:
     username: str | None = None
     subscriptions: dict[str, Route[Session]] = field(default_factory=dict)
     inflight: dict[int, Delivery] = field(default_factory=dict)
-    queue: deque[Delivery] = field(default_factory=deque)
-    incoming_qos2: set[int] = field(default_factory=set)
+    # The next two start as empty immutable values and become a deque and a set on first use
+    # (:meth:`enqueue`, :meth:`hold_incoming`): an empty deque alone is 760 bytes, and most
+    # sessions never queue a message or receive QoS 2.
+    queue: deque[Delivery] | tuple[Delivery, ...] = ()
+    incoming_qos2: set[int] | frozenset[int] = frozenset()
     connection: BrokerConnection | None = None
     expires_at: float | None = None
     will: Message | None = None
@@ -285,6 +288,41 @@ class Session:
     def online(self) -> bool:
         """True while a connection uses the session."""
         return self.connection is not None
+
+    def enqueue(self, delivery: Delivery) -> None:
+        """Append ``delivery`` to :attr:`queue` (the caller checks the bound)."""
+        queue = self.queue
+        if isinstance(queue, deque):
+            queue.append(delivery)
+        else:
+            self.queue = deque((delivery,))
+
+    def take_queued(self) -> Delivery:
+        """Remove and return the oldest queued delivery (the queue must not be empty)."""
+        queue = self.queue
+        assert isinstance(queue, deque)
+        return queue.popleft()
+
+    def clear_queue(self) -> None:
+        """Forget every queued delivery."""
+        self.queue = ()
+
+    def hold_incoming(self, packet_id: int) -> None:
+        """Note an incoming QoS 2 packet id as routed and awaiting PUBREL."""
+        held = self.incoming_qos2
+        if isinstance(held, set):
+            held.add(packet_id)
+        else:
+            self.incoming_qos2 = {packet_id}
+
+    def release_incoming(self, packet_id: int) -> bool:
+        """Forget an incoming QoS 2 packet id on PUBREL; False if it was not held."""
+        held = self.incoming_qos2
+        if packet_id in held:
+            assert isinstance(held, set)
+            held.discard(packet_id)
+            return True
+        return False
 
     def allocate_packet_id(self) -> int:
         """A packet id not used by a flow in flight (the window keeps one free)."""
@@ -576,7 +614,7 @@ class Broker:
         if conn is not None and conn.accepting and not session.queue and conn._has_window():
             conn._start_flow(delivery, now)
         elif len(session.queue) < self.config.max_queued_messages:
-            session.queue.append(delivery)
+            session.enqueue(delivery)
         else:
             stats.messages_dropped += 1
             stats.dropped_queue_full += 1
@@ -600,7 +638,7 @@ class Broker:
         for route in session.subscriptions.values():
             self.router.remove(route)
         session.subscriptions.clear()
-        session.queue.clear()
+        session.clear_queue()
         session.inflight.clear()
         session.expires_at = None
         self._fire_will(session, now)
@@ -621,6 +659,31 @@ class BrokerConnection:
         version: the protocol version of CONNECT (MQTT 3.1.1 until then).
         keep_alive: the keep alive in force (the client's, or the Server Keep Alive).
     """
+
+    __slots__ = (
+        "_alias_max",
+        "_client_max_packet",
+        "_config",
+        "_created",
+        "_decoder",
+        "_head",
+        "_in_aliases",
+        "_last_received",
+        "_out",
+        "_out_aliases",
+        "_out_size",
+        "_state",
+        "_will",
+        "_will_delay",
+        "_window",
+        "broker",
+        "client_id",
+        "close_reason",
+        "keep_alive",
+        "session",
+        "username",
+        "version",
+    )
 
     def __init__(self, broker: Broker, now: float) -> None:
         self.broker = broker
@@ -865,9 +928,8 @@ class BrokerConnection:
         """Start queued flows while the window and the output bound allow."""
         session = self.session
         assert session is not None
-        queue = session.queue
-        while queue and self._has_window():
-            self._start_flow(queue.popleft(), now)
+        while session.queue and self._has_window():
+            self._start_flow(session.take_queued(), now)
 
     # -- closing
     def _protocol_failure(self, code: int, now: float) -> None:
@@ -1165,7 +1227,7 @@ class BrokerConnection:
                 if v5:
                     self._send(PubRec(packet.packet_id, ReasonCode.NOT_AUTHORIZED))
                 else:
-                    session.incoming_qos2.add(packet.packet_id)
+                    session.hold_incoming(packet.packet_id)
                     self._send(PubRec(packet.packet_id))
             return
         expiry = props.message_expiry_interval if props is not NO_PROPERTIES else None
@@ -1186,7 +1248,7 @@ class BrokerConnection:
         if qos == 1:
             self._send(PubAck(packet.packet_id, code))
         elif qos == 2:
-            session.incoming_qos2.add(packet.packet_id)
+            session.hold_incoming(packet.packet_id)
             self._send(PubRec(packet.packet_id, code))
         if routes:
             broker._route(message, now, routes)
@@ -1221,8 +1283,7 @@ class BrokerConnection:
         session = self.session
         assert session is not None
         pid = packet.packet_id
-        if pid in session.incoming_qos2:
-            session.incoming_qos2.discard(pid)
+        if session.release_incoming(pid):
             self._send(PubComp(pid))
         elif self.version is _V5:
             self._send(PubComp(pid, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND))

@@ -240,7 +240,7 @@ class BrokerStore:
                 pid,
             )
             if delivery.phase is DeliveryPhase.QUEUED:
-                session.queue.append(delivery)
+                session.enqueue(delivery)
             else:
                 session.inflight[pid] = delivery
         return broker
