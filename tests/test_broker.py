@@ -29,6 +29,7 @@ from trio_mqtt import (
     open_mqtt_connection,
 )
 from trio_mqtt.broker import BrokerConfig, Listener, MqttBroker, open_mqtt_broker
+from trio_mqtt.broker._server import WRITER_IDLE
 from trio_mqtt.testing import EmbeddedBroker
 
 V5 = ProtocolVersion.V5
@@ -170,6 +171,36 @@ async def test_a_client_that_sends_but_never_reads_is_not_read_either() -> None:
                 await trio.sleep(0.2)
                 # it still reads nothing more from the flooder
                 assert broker.statistics().bytes_received - received < 1024
+
+
+def writer_tasks() -> int:
+    """Tasks running the broker's per-connection writer, anywhere in this Trio run."""
+    found = 0
+    pending = [trio.lowlevel.current_root_task()]
+    while pending:
+        task = pending.pop()
+        found += task.name.endswith("MqttBroker._writer")
+        for nursery in task.child_nurseries:
+            pending.extend(nursery.child_tasks)
+    return found
+
+
+async def test_an_idle_connection_keeps_no_writer_task_and_still_gets_messages() -> None:
+    with trio.fail_after(10):
+        async with open_mqtt_broker() as broker:
+            options = MqttOptions("idle", broker.host, broker.port, protocol_version=V5)
+            async with open_mqtt_connection(options) as conn:
+                await conn.client.subscribe("idle/t", QoS.AT_LEAST_ONCE)
+                for _ in range(100):  # the writer ends once idle for WRITER_IDLE
+                    if not writer_tasks():
+                        break
+                    await trio.sleep(WRITER_IDLE)
+                assert writer_tasks() == 0
+                assert broker.publish("idle/t", b"later", qos=1) == 1
+                async for message in conn.messages():
+                    assert message.payload == b"later"
+                    break
+                assert writer_tasks() <= 1
 
 
 async def test_tls_websocket_and_unix_listeners(tmp_path: Path) -> None:

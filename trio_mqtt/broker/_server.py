@@ -1,15 +1,19 @@
-"""The Trio layer of the embedded broker: listeners, one reader and one writer per connection.
+"""The Trio layer of the embedded broker: listeners, a reader per connection, writers on demand.
 
 Theory of operation
 -------------------
 All protocol state lives in the sans-IO :class:`~trio_mqtt._core._broker.Broker`; this module
-only moves bytes. Per accepted stream there are two tasks: the reader feeds
+only moves bytes. Per accepted stream there is a reader task, which feeds
 :meth:`BrokerConnection.receive_data` and then wakes every connection that
-:meth:`Broker.take_ready` names; the writer sleeps on its own :class:`trio.Event` and writes
-whatever :meth:`BrokerConnection.data_to_send` returns. A writer blocked on a slow client never
-blocks anyone else: the sans-IO core bounds what waits for it (see the core's notes). When the
-core closes a connection (protocol error, takeover, keepalive) the writer flushes the last bytes
-(at most :data:`FLUSH_TIMEOUT` seconds) and closes the stream, which ends the reader too.
+:meth:`Broker.take_ready` names. Waking a connection starts its writer task if it has none (or
+sets the event an idle writer waits on); the writer writes whatever
+:meth:`BrokerConnection.data_to_send` returns and ends after :data:`WRITER_IDLE` seconds with
+nothing to write, so an idle connection holds one task, not two (that halves the memory of an
+idle connection; a busy one keeps its writer). A writer blocked on a slow client never blocks
+anyone else: the sans-IO core bounds what waits for it (see the core's notes), and while that
+bound is full the reader stops reading the client (:attr:`BrokerConnection.wants_data`). When
+the core closes a connection (protocol error, takeover, keepalive) the writer flushes the last
+bytes (at most :data:`FLUSH_TIMEOUT` seconds) and cancels the reader, which closes the stream.
 
 One ticker task calls :meth:`Broker.tick` at the core's next deadline (at least every
 :data:`TICK` seconds), so keepalives (1.5 times the keep alive), connect timeouts, delayed wills
@@ -36,12 +40,18 @@ from .._core._broker import Broker, BrokerConfig, BrokerConnection, BrokerStatis
 from .._core._packets import NO_PROPERTIES, Properties
 from .._core._reason_codes import ReasonCode
 
-__all__ = ["FLUSH_TIMEOUT", "TICK", "Listener", "MqttBroker", "open_mqtt_broker"]
+__all__ = ["FLUSH_TIMEOUT", "TICK", "WRITER_IDLE", "Listener", "MqttBroker", "open_mqtt_broker"]
 
 #: Longest wait between two ticks, in seconds.
 TICK = 0.25
 #: How long a closing connection may take to flush its last bytes, in seconds.
 FLUSH_TIMEOUT = 2.0
+#: Seconds a connection's writer task waits for bytes before it ends (the next bytes start
+#: another), so that idle connections hold one task, not two. Short, because Python's
+#: allocator keeps the memory of the busiest moment: a connection storm with writers that
+#: linger costs as much as writers that never end. Traffic with gaps shorter than this keeps
+#: its writer; longer gaps cost one task start (some microseconds) per burst.
+WRITER_IDLE = 0.05
 #: Streams accepted beyond max_connections while their CONNECT is awaited.
 HANDSHAKE_ALLOWANCE = 64
 _RECEIVE_SIZE = 65536
@@ -88,15 +98,24 @@ class BoundListener:
     url: str
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Link:
+    """The Trio side of one connection: its stream, its reader's scope, its writer if any."""
+
     conn: BrokerConnection
     stream: trio.abc.Stream
-    event: trio.Event = field(default_factory=trio.Event)
+    #: the reader's scope: cancelled once the writer has flushed a closed connection
+    reading: trio.CancelScope = field(default_factory=trio.CancelScope)
+    #: the scope of the writer task while one runs (None: no writer now)
+    writer: trio.CancelScope | None = None
+    #: made by an idle writer, set when the core has bytes for it
+    event: trio.Event | None = None
     #: the scope of the send in progress, so that closing can bound it
     sending: trio.CancelScope | None = None
     #: made by a reader waiting on a full output, set by the writer when it takes the bytes
     taken: trio.Event | None = None
+    #: the reader has ended: no writer starts any more
+    over: bool = False
 
 
 class MqttBroker:
@@ -116,6 +135,8 @@ class MqttBroker:
         self._idle.set()
         self._tick_wakeup = trio.Event()
         self._aborted = False
+        #: where writer tasks run (set once the broker is serving)
+        self._writers: trio.Nursery | None = None
 
     # -- what users read
     @property
@@ -167,7 +188,10 @@ class MqttBroker:
         for conn in self.core.take_ready():
             link = links.get(conn)
             if link is not None:
-                link.event.set()
+                if link.writer is None:
+                    self._start_writer(link)
+                elif link.event is not None:
+                    link.event.set()
                 if conn.closed and link.sending is not None:
                     # closed while a send to a client that does not read is stuck: the last
                     # bytes get FLUSH_TIMEOUT, not for ever (session takeover, shutdown)
@@ -235,12 +259,13 @@ class MqttBroker:
         self._links[conn] = link
         self._tick_wakeup.set()  # a new connect timeout deadline
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._writer, link, nursery.cancel_scope)
+            with link.reading:
                 await self._reader(link)
-                # The peer is gone (or sent garbage the stream refused): stop writing.
-                nursery.cancel_scope.cancel()
         finally:
+            # The peer is gone, or the writer flushed a closed connection: stop writing.
+            link.over = True
+            if link.writer is not None:
+                link.writer.cancel()
             conn.connection_lost(trio.current_time())
             self._links.pop(conn, None)
             self._wake()
@@ -267,7 +292,27 @@ class MqttBroker:
                 conn.receive_data(data, trio.current_time())
                 self._wake()
 
-    async def _writer(self, link: _Link, scope: trio.CancelScope) -> None:
+    def _start_writer(self, link: _Link) -> None:
+        if link.over or self._writers is None:
+            return
+        link.writer = trio.CancelScope()
+        self._writers.start_soon(self._writer, link)
+
+    async def _writer(self, link: _Link) -> None:
+        """Write what the core has for one connection. A writer with nothing to write for
+        :data:`WRITER_IDLE` seconds ends (an idle connection then costs no task); the next
+        bytes start another. Once a closed connection is flushed, it ends the reader."""
+        scope = link.writer
+        assert scope is not None
+        finished = True  # unless _write says it went idle
+        with scope:
+            finished = await self._write(link)
+        link.writer = None
+        if finished:
+            link.reading.cancel()
+
+    async def _write(self, link: _Link) -> bool:
+        """Returns True when the connection is over, False when the writer went idle."""
         conn = link.conn
         stream = link.stream
         try:
@@ -283,17 +328,20 @@ class MqttBroker:
                         await stream.send_all(data)
                     link.sending = None
                     if sending.cancelled_caught:
-                        break  # the client would not take the last bytes in time
+                        return True  # the client would not take the last bytes in time
                     continue
                 if conn.closed:
-                    break
-                await link.event.wait()
-                link.event = trio.Event()
+                    return True
+                link.event = event = trio.Event()
+                with trio.move_on_after(WRITER_IDLE):
+                    await event.wait()
+                link.event = None
+                if not event.is_set():
+                    return False  # nothing new since the wait began (no checkpoint after it)
         except _STREAM_ERRORS:
-            pass
+            return True
         except Exception:
-            pass
-        scope.cancel()
+            return True
 
     def abort(self) -> None:
         """Make leaving the block close every socket at once, with no DISCONNECT (as if the
@@ -417,6 +465,7 @@ async def open_mqtt_broker(
                 wrap = _ws_wrapper(wrap, core.config.max_packet_size)
             opened.append((sockets, wrap))
         async with trio.open_nursery() as nursery:
+            broker._writers = nursery
             core.start(trio.current_time())
             nursery.start_soon(broker._ticker)
             if store is not None:
