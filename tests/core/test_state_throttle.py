@@ -7,17 +7,23 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from sansio_broker import SansioBroker, make_client
 
+from trio_mqtt._core._config import Authenticator
 from trio_mqtt._core._errors import DisconnectedByBroker, InvalidOptionError
 from trio_mqtt._core._packets import (
+    Auth,
+    ConnAck,
     Disconnect,
     PingReq,
+    Properties,
     PubAck,
+    PubComp,
     Publish,
     PubRec,
     PubRel,
     QoS,
     Subscribe,
     Subscription,
+    Unsubscribe,
 )
 from trio_mqtt._core._throttle import MIN_FACTOR, RateLimiter, Throttle
 
@@ -72,6 +78,49 @@ def test_control_packets_are_never_held() -> None:
     assert publishes(sent) == [b"a"]
     kinds = {type(p) for p in sent}
     assert {PubRec, Subscribe, PingReq} <= kinds
+
+
+class _Auth:
+    method = "T"
+
+    def initial_data(self) -> bytes | None:
+        return None
+
+    def challenge(self, data: bytes | None) -> bytes | None:
+        return None
+
+    def complete(self, data: bytes | None) -> None:
+        pass
+
+
+def test_manual_acks_qos2_answers_unsubscribe_auth_and_disconnect_pass_held_publishes() -> None:
+    authenticator: Authenticator = _Auth()
+    client = make_client(
+        throttle=Throttle(messages_per_second=1, burst=1),
+        protocol_version=5,
+        manual_acks=True,
+        authenticator=authenticator,
+    )
+    broker = SansioBroker(client)
+    client.connect(0.0)
+    broker.pump()
+    broker.send(ConnAck(properties=Properties(authentication_method="T")))
+    client.publish("t", b"a", 0, now=0.0)
+    client.publish("t", b"b", 0, now=0.0)  # held: the bucket is empty for a second
+    assert publishes(broker.pump()) == [b"a"]
+    one = broker.publish("in", qos=1)
+    two = broker.publish("in", qos=2)
+    client.ack(one.packet_id, now=0.1)
+    client.ack(two.packet_id, now=0.1)
+    assert broker.pump() == [PubAck(one.packet_id), PubRec(two.packet_id)]
+    broker.send(PubRel(two.packet_id))
+    client.unsubscribe(["s"], now=0.2)
+    client.reauthenticate(0.3)
+    sent = broker.pump()
+    assert [type(p) for p in sent] == [PubComp, Unsubscribe, Auth]
+    assert client.throttle_deadline() == pytest.approx(1.0)  # "b" still waits for its token
+    client.disconnect(0.4)
+    assert broker.pump() == [Disconnect()]
 
 
 def test_bytes_limit_lets_a_large_publish_go_and_then_pays_its_debt() -> None:
