@@ -104,6 +104,7 @@ async def test_acks_and_pings_are_not_held_behind_the_limit(mosquitto: Mosquitto
     )
     pub_options = MqttOptions("throttled-acks-pub", mosquitto.host, mosquitto.port)
     delays: list[float] = []
+    written: list[float] = []
     pings = 0
     with trio.fail_after(20):
         async with (
@@ -119,6 +120,8 @@ async def test_acks_and_pings_are_not_held_behind_the_limit(mosquitto: Mosquitto
             while len(delays) < 3 or pings < 2:
                 event = await conn.poll()
                 packet = getattr(event, "packet", None)
+                if isinstance(event, Outgoing):
+                    written.append(trio.current_time())
                 if isinstance(event, Incoming) and isinstance(packet, Publish):
                     arrived[packet.packet_id] = trio.current_time()
                 elif isinstance(event, Outgoing) and isinstance(packet, PubAck):
@@ -129,6 +132,9 @@ async def test_acks_and_pings_are_not_held_behind_the_limit(mosquitto: Mosquitto
             assert stats.waiting_publishes > 0  # the limit still holds publishes back
     assert max(delays) < 1.0  # the acks did not wait behind seconds of throttled publishes
     assert pings >= 2
+    # the link never went quiet for much longer than the keep alive: each PINGREQ went out on
+    # time, while the next throttled publish was up to 4 s away
+    assert max(b - a for a, b in itertools.pairwise(written)) < 1.6
 
 
 async def test_replays_after_a_reconnect_go_at_the_limit(mosquitto: MosquittoBroker) -> None:
