@@ -233,3 +233,32 @@ def test_never_more_than_the_rate_plus_the_burst(
     end = max(times)
     assert sent <= max(1.0, rate * burst) + rate * end + 1e-6
     assert limiter.ready_at() >= limiter._updated
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    answers=st.lists(
+        st.tuples(st.sampled_from([1, 2]), st.sampled_from([0x00, 0x10, 0x80, 0x97])),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_every_quota_exceeded_answer_halves_the_rate_and_nothing_else_does(
+    answers: list[tuple[int, int]],
+) -> None:
+    broker = throttled(Throttle(messages_per_second=1000, burst=1), protocol_version=5)
+    client = broker.client
+    limiter = client._limiter
+    assert limiter is not None
+    for qos, code in answers:  # all at one instant: no recovery in between
+        client.publish("t", b"x", qos, now=0.0)
+        (publish,) = broker.pump()
+        assert isinstance(publish, Publish)
+        broker.send((PubAck if qos == 1 else PubRec)(publish.packet_id, code))
+        if qos == 2 and code < 0x80:
+            assert broker.pump() == [PubRel(publish.packet_id)]
+            broker.send(PubComp(publish.packet_id))
+        assert broker.pump() == []
+    refusals = sum(1 for _, code in answers if code == 0x97)
+    assert limiter.factor == max(MIN_FACTOR, 0.5**refusals)
+    assert client.inflight_count == 0
