@@ -54,12 +54,14 @@ def ensure_mosquitto(session: nox.Session, *, required: bool = True) -> None:
 #: Integration tests that take a broker from the ``mosquitto`` fixtures; they run a second time
 #: against the embedded broker (TRIO_MQTT_TEST_BROKER=embedded, see tests/conftest.py).
 EMBEDDED_BROKER_TESTS = (
+    "tests/test_ack_order.py",
     "tests/test_batches.py",
     "tests/test_broker_policies.py",
     "tests/test_chaos.py",
     "tests/test_cli.py",
     "tests/test_connection.py",
     "tests/test_examples.py",
+    "tests/test_explicit_aliases.py",
     "tests/test_faults_mqtt.py",
     "tests/test_features.py",
     "tests/test_readme.py",
@@ -68,6 +70,7 @@ EMBEDDED_BROKER_TESTS = (
     "tests/test_store_crash_subscriber.py",
     "tests/test_sync.py",
     "tests/test_sync_lifecycle.py",
+    "tests/test_throttle.py",
 )
 
 
